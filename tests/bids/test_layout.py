@@ -1,0 +1,107 @@
+"""BIDS file-name parsing, run discovery in raw + fMRIPrep trees, metadata inheritance."""
+
+import json
+
+import pytest
+
+from glmflow.bids.layout import (
+    build_name,
+    collect_runs,
+    find_associated,
+    parse_bids_filename,
+    parse_space,
+    timing_from_metadata,
+)
+from glmflow.core.errors import InputFileError, ParameterError
+
+from .conftest import SPACE, make_tree
+
+
+def test_parse_and_build_roundtrip():
+    name = "sub-01_ses-2_task-rest_run-03_space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz"
+    parsed = parse_bids_filename(f"/x/{name}")
+    assert parsed.entities == {"sub": "01", "ses": "2", "task": "rest", "run": "03",
+                               "space": "MNI152NLin2009cAsym", "res": "2", "desc": "preproc"}
+    assert parsed.suffix == "bold" and parsed.extension == ".nii.gz"
+    # canonical order, whatever the dict order
+    shuffled = dict(reversed(list(parsed.entities.items())))
+    assert build_name(shuffled, "bold", ".nii.gz") == name
+
+
+@pytest.mark.parametrize("bad", ["bold.nii.gz", "sub-01_task_bold.nii", "sub-01_sub-02_bold.nii",
+                                 "sub-0_1_task-a_bold.nii"])
+def test_parse_rejects_non_bids(bad):
+    with pytest.raises(InputFileError, match="BIDS|repeats"):
+        parse_bids_filename(bad)
+
+
+def test_parse_space():
+    assert parse_space("MNI152NLin2009cAsym:res-2") == ("MNI152NLin2009cAsym", "2")
+    assert parse_space("T1w") == ("T1w", None)
+    with pytest.raises(ParameterError, match="res-"):
+        parse_space("MNI:den-91k")
+
+
+def test_collect_runs_auditory(auditory_tree):
+    runs = collect_runs(auditory_tree["raw"], auditory_tree["deriv"], space=SPACE)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.entities == {"sub": "01", "task": "auditory"}
+    assert run.bold.name == f"sub-01_task-auditory_space-{SPACE}_desc-preproc_bold.nii.gz"
+    assert run.mask.name == f"sub-01_task-auditory_space-{SPACE}_desc-brain_mask.nii.gz"
+    assert run.confounds.name == "sub-01_task-auditory_desc-confounds_timeseries.tsv"
+    assert run.events.name == "sub-01_task-auditory_events.tsv"
+    # TR inherited from the top-level task-auditory_bold.json
+    assert run.metadata["RepetitionTime"] == 7.0
+    assert run.metadata["NumberOfVolumesDiscardedByUser"] == 12
+    assert run.metadata_files[0].endswith("task-auditory_bold.json")
+
+
+def test_collect_runs_filters_and_empty_query(localizer_tree):
+    raw, deriv = localizer_tree["raw"], localizer_tree["deriv"]
+    assert [r.subject for r in collect_runs(raw, deriv)] == ["01", "02"]
+    assert [r.subject for r in collect_runs(raw, deriv, participant_label=["sub-02"])] == ["02"]
+    with pytest.raises(InputFileError) as info:
+        collect_runs(raw, deriv, participant_label="03", task="localizer")
+    message = str(info.value)
+    assert "sub=03" in message and "task=localizer" in message and SPACE in message
+    with pytest.raises(InputFileError, match=r"Found instead: space-MNI152NLin2009cAsym"):
+        collect_runs(raw, deriv, space="T1w")
+
+
+def test_specific_sidecar_overrides_top_level(tmp_path, data_dir):
+    raw, deriv, _ = make_tree(tmp_path, data_dir, "spm_auditory")
+    (raw / "sub-01" / "func" / "sub-01_task-auditory_bold.json").write_text(
+        json.dumps({"RepetitionTime": 3.5, "SliceTiming": [0.0, 1.0, 2.0, 3.0]})
+    )
+    run = collect_runs(raw, deriv)[0]
+    assert run.metadata["RepetitionTime"] == 3.5
+    t_r, ref, note = timing_from_metadata(run.metadata)
+    assert (t_r, ref) == (3.5, pytest.approx(1.5 / 3.5))
+    assert "SliceTiming" in note
+    found = find_associated(raw, run.entities, "bold", ".json", start=run.events.parent)
+    assert [p.name for p in found] == ["task-auditory_bold.json", "sub-01_task-auditory_bold.json"]
+
+
+def test_missing_mask_and_events_are_named(tmp_path, data_dir):
+    raw, deriv, runs = make_tree(tmp_path, data_dir, "spm_auditory")
+    runs[0]["events"].unlink()
+    with pytest.raises(InputFileError, match="No events file.*sub-01_task-auditory_events.tsv"):
+        collect_runs(raw, deriv)
+    runs[0]["mask"].unlink()
+    with pytest.raises(InputFileError, match="desc-brain_mask"):
+        collect_runs(raw, deriv)
+
+
+def test_timing_rules():
+    assert timing_from_metadata({"RepetitionTime": 2.0})[:2] == (2.0, 0.0)
+    t_r, ref, note = timing_from_metadata({"RepetitionTime": 2.0, "StartTime": 0.5,
+                                           "SliceTiming": [0, 1.5]})
+    assert ref == 0.25 and "StartTime" in note
+    assert timing_from_metadata({"RepetitionTime": 2.0, "SliceTiming": [0, 1.5],
+                                 "SliceTimingCorrected": False})[1] == 0.0
+    assert timing_from_metadata({"RepetitionTime": 2.0}, slice_time_ref=0.5)[1] == 0.5
+    with pytest.raises(InputFileError, match="RepetitionTime"):
+        timing_from_metadata({})
+    with pytest.raises(InputFileError, match="StartTime"):
+        timing_from_metadata({"RepetitionTime": 2.0, "StartTime": 2.5})
