@@ -1,0 +1,210 @@
+"""Masks and masked run data.
+
+A run is read volume by volume (one pass over the file, gzip decompressed as a stream),
+optionally resampled and smoothed per volume, and reduced to its in-mask voxels at once, so
+the full 4D array never sits in memory. The values, their dtype (float32 unless the file
+holds float64 or scaled data) and their layout are exactly those nilearn's ``NiftiMasker``
+produces, which is what keeps the statistics identical to nilearn's.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.openers import ImageOpener
+from nibabel.volumeutils import apply_read_scaling
+from nilearn.image import resample_img
+from nilearn.image.image import smooth_array
+from nilearn.maskers import MultiNiftiMasker, NiftiMasker
+from nilearn.masking import load_mask_img
+
+from glmflow.core.errors import ImageError, InputFileError, MaskError
+
+
+def load_img(img, *, what="BOLD image"):
+    """Load a NIfTI image from a path (or pass an image through) with a clear error."""
+    if isinstance(img, (str, Path)):
+        path = Path(img)
+        if not path.is_file():
+            raise InputFileError(f"The {what} {path} does not exist.")
+        try:
+            return nib.load(path)
+        except Exception as exc:  # nibabel raises several types for unreadable files
+            raise InputFileError(f"The {what} {path} is not a readable NIfTI file: {exc}") from exc
+    if isinstance(img, nib.spatialimages.SpatialImage):
+        return img
+    raise ImageError(f"The {what} must be a NIfTI path or image; got {type(img).__name__}.")
+
+
+def check_4d(img, *, name):
+    """Raise :class:`ImageError` unless ``img`` is 4D (a 3D image is not a run)."""
+    if len(img.shape) != 4:
+        raise ImageError(
+            f"{name} has shape {img.shape}: a run must be a 4D image (x, y, z, time); "
+            f"got {len(img.shape)}D."
+        )
+
+
+def iter_volumes(img):
+    """Yield the 3D volumes of a 4D image in order, reading the file once.
+
+    For a file-backed image the data are streamed from disk (decompressing ``.gz`` on the
+    fly); the values equal ``np.asanyarray(img.dataobj)[..., t]``.
+    """
+    proxy = img.dataobj
+    n_vols = img.shape[3]
+    if isinstance(proxy, np.ndarray) or img.get_filename() is None or not hasattr(proxy, "offset"):
+        data = np.asanyarray(proxy)
+        for index in range(n_vols):
+            yield data[..., index]
+        return
+    shape = img.shape[:3]
+    dtype = proxy.dtype
+    n_bytes = int(np.prod(shape)) * dtype.itemsize
+    slope = np.asanyarray(proxy.slope)
+    inter = np.asanyarray(proxy.inter)
+    # Same scale-factor typing as nibabel's ArrayProxy._get_scaled(dtype=None).
+    if np.can_cast(inter, slope.dtype):
+        inter = inter.astype(slope.dtype)
+    with ImageOpener(img.get_filename(), "rb") as fobj:
+        fobj.seek(proxy.offset)
+        for index in range(n_vols):
+            buffer = fobj.read(n_bytes)
+            if len(buffer) != n_bytes:
+                raise InputFileError(
+                    f"{img.get_filename()} is truncated: volume {index} of {n_vols} is incomplete."
+                )
+            raw = np.frombuffer(buffer, dtype).reshape(shape, order="F")
+            yield apply_read_scaling(raw, slope, inter)
+
+
+def same_grid(img_a, img_b):
+    """True when two images share voxel grid (3D shape and affine)."""
+    return img_a.shape[:3] == img_b.shape[:3] and np.allclose(img_a.affine, img_b.affine)
+
+
+def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape=None):
+    """Return the analysis mask as a binary ``Nifti1Image``.
+
+    Parameters
+    ----------
+    bold_files : list of str, Path or image
+        The runs (all on one grid).
+    mask_file : str, Path or image, optional
+        A given mask. Without one, nilearn's multi-run EPI mask of the runs is computed
+        (as ``FirstLevelModel`` does).
+    target_affine, target_shape : optional
+        Resample to this grid (the mask with nearest neighbour, as nilearn's masker does).
+
+    Notes
+    -----
+    A given mask on another grid than the runs (and no target grid) is resampled to the
+    runs' grid with nearest-neighbour interpolation. nilearn instead resamples every
+    volume of the data to the mask's grid, which interpolates the data and costs memory.
+    """
+    runs = [load_img(f) for f in bold_files]
+    if mask_file is None:
+        masker = MultiNiftiMasker(
+            mask_strategy="epi", target_affine=target_affine, target_shape=target_shape
+        )
+        mask_img = masker.fit(runs).mask_img_
+    else:
+        mask_img = load_img(mask_file, what="mask")
+        if len(mask_img.shape) == 4 and mask_img.shape[3] == 1:
+            mask_img = nib.Nifti1Image(np.asanyarray(mask_img.dataobj)[..., 0], mask_img.affine)
+        if len(mask_img.shape) != 3:
+            raise MaskError(f"The mask must be a 3D image; got shape {mask_img.shape}.")
+        try:
+            mask_img, _ = load_mask_img(mask_img)
+        except ValueError as exc:
+            raise MaskError(f"Invalid mask {_describe(mask_file)}: {exc}") from exc
+        mask_img = nib.Nifti1Image(np.asarray(mask_img.dataobj).astype(np.int8), mask_img.affine)
+        if target_affine is not None or target_shape is not None:
+            mask_img = NiftiMasker(
+                mask_img=mask_img, target_affine=target_affine, target_shape=target_shape
+            ).fit().mask_img_
+        elif not same_grid(mask_img, runs[0]):
+            mask_img = resample_img(
+                mask_img,
+                target_affine=runs[0].affine,
+                target_shape=runs[0].shape[:3],
+                interpolation="nearest",
+                force_resample=True,
+                copy_header=True,
+            )
+    data = np.asarray(mask_img.dataobj) > 0
+    if not data.any():
+        raise MaskError(
+            f"The mask {_describe(mask_file)} is empty on the data grid "
+            f"{runs[0].shape[:3]}: no voxel left to analyse (is it in another space?)."
+        )
+    return nib.Nifti1Image(data.astype(np.uint8), mask_img.affine)
+
+
+def _describe(mask_file):
+    return str(mask_file) if isinstance(mask_file, (str, Path)) else "(computed/in-memory)"
+
+
+def load_masked_run(
+    bold, mask_img, *, smoothing_fwhm=None, target_affine=None, target_shape=None
+):
+    """Read one run through the mask: a ``(n_scans, n_voxels)`` C-ordered array.
+
+    The values, dtype and layout equal ``NiftiMasker(mask_img, smoothing_fwhm,
+    target_affine, target_shape).fit().transform(bold)`` (before any cleaning), but the
+    run is streamed, so peak memory is the masked array plus one volume.
+    """
+    img = load_img(bold)
+    check_4d(img, name=_describe(bold) if isinstance(bold, (str, Path)) else "The BOLD image")
+    mask = np.asarray(mask_img.dataobj) > 0
+    resample = target_affine is not None or target_shape is not None
+    if not resample and not same_grid(img, mask_img):
+        raise ImageError(
+            f"The run {_describe(bold)} (grid {img.shape[:3]}) is not on the mask's grid "
+            f"{mask.shape}; compute the mask for these runs or give target_affine."
+        )
+    n_scans = img.shape[3]
+    out = None
+    for index, volume in enumerate(iter_volumes(img)):
+        if resample:
+            volume = _resample_volume(volume, img.affine, mask_img)
+        if smoothing_fwhm is not None:
+            affine = mask_img.affine if resample else img.affine
+            volume = _smooth_volume(volume, affine, smoothing_fwhm)
+        if out is None:
+            # The masker's dtype rule applies to what resampling/smoothing produced.
+            out = np.empty((n_scans, int(mask.sum())), dtype=_float_dtype(volume.dtype))
+        out[index] = volume[mask]
+    return out
+
+
+def _float_dtype(dtype):
+    """nilearn's rule (signal._ensure_float): floats stay, 8-byte ints -> float64, else float32."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype
+    return np.dtype(np.float64 if dtype.itemsize == 8 else np.float32)
+
+
+def _resample_volume(volume, affine, mask_img):
+    # nilearn resamples the 4D image volume by volume with a spline of order 3.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resampled = resample_img(
+            nib.Nifti1Image(np.asarray(volume), affine),
+            target_affine=mask_img.affine,
+            target_shape=mask_img.shape[:3],
+            interpolation="continuous",
+            force_resample=True,
+            copy_header=True,
+        )
+    return np.asanyarray(resampled.dataobj)
+
+
+def _smooth_volume(volume, affine, fwhm):
+    # Same filter and dtype handling as nilearn.image.smooth_img on the 4D image: the
+    # Gaussian is separable and applied line by line, so per-volume results are identical.
+    return smooth_array(np.array(volume), affine, fwhm=fwhm, ensure_finite=True, copy=False)

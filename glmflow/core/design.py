@@ -1,0 +1,173 @@
+"""Design matrices: events and confounds to a regressor table, with nilearn's semantics.
+
+The regressors themselves come from nilearn's ``make_first_level_design_matrix`` so they are
+identical to what ``nilearn.glm.first_level.FirstLevelModel`` builds; this module adds input
+checks that run first and the TSV format the workflow passes between nodes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from nilearn.glm.first_level import make_first_level_design_matrix
+
+from glmflow.core.errors import ConfoundsError, EventsError, InputFileError
+from glmflow.core.io import read_table, save_tsv
+
+
+def frame_times(n_scans, t_r, slice_time_ref=0.0):
+    """Acquisition times of the scans, as nilearn's FirstLevelModel computes them."""
+    start = slice_time_ref * t_r
+    end = (n_scans - 1 + slice_time_ref) * t_r
+    return np.linspace(start, end, n_scans)
+
+
+def load_events(events, *, source=None) -> pd.DataFrame:
+    """Return events as a DataFrame, reading a TSV path when given one.
+
+    Parameters
+    ----------
+    events : DataFrame, str or Path
+    source : str, optional
+        How to name the events in error messages (defaults to the file name).
+    """
+    if isinstance(events, pd.DataFrame):
+        return events.copy()
+    if isinstance(events, (str, Path)):
+        path = Path(events)
+        frame = read_table(path, what="events")
+        if frame.shape[1] == 1 and "," in str(frame.columns[0]) and path.suffix != ".csv":
+            raise EventsError(
+                f"Events file {path} is not tab-separated (found commas in its header "
+                f"{frame.columns[0]!r}); BIDS events files use tabs."
+            )
+        return frame
+    raise EventsError(
+        f"events {source or ''} must be a pandas DataFrame or a path to a TSV file; "
+        f"got {type(events).__name__}."
+    )
+
+
+def load_confounds(confounds, *, columns=None, source=None):
+    """Return confounds as ``(matrix, names)``, or ``(None, None)`` for no confounds.
+
+    Parameters
+    ----------
+    confounds : DataFrame, ndarray, str, Path or None
+        A table with one row per scan. Arrays get nilearn's names ``confound_0``, ...
+    columns : list of str, optional
+        Keep only these columns (in this order); each must exist.
+    source : str, optional
+        How to name the confounds in error messages.
+    """
+    if confounds is None:
+        return None, None
+    label = source
+    if isinstance(confounds, (str, Path)):
+        label = label or str(confounds)
+        confounds = read_table(confounds, what="confounds")
+    if isinstance(confounds, pd.DataFrame):
+        frame = confounds
+    else:
+        matrix = np.asarray(confounds)
+        if matrix.ndim == 1:
+            matrix = matrix[:, None]
+        if matrix.ndim != 2:
+            raise ConfoundsError(
+                f"confounds {label or ''} must be 2D (scans x confounds); got shape {matrix.shape}."
+            )
+        frame = pd.DataFrame(matrix, columns=[f"confound_{i}" for i in range(matrix.shape[1])])
+    if columns:
+        missing = [name for name in columns if name not in frame.columns]
+        if missing:
+            raise ConfoundsError(
+                f"Confounds {label or ''} have no column(s) {missing}; "
+                f"available: {list(frame.columns)}."
+            )
+        frame = frame[list(columns)]
+    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise ConfoundsError(
+            f"Confounds {label or ''} column(s) {non_numeric} are not numeric; every confound "
+            "must be a number per scan."
+        )
+    return frame.to_numpy(dtype=float), [str(c) for c in frame.columns]
+
+
+def make_design_matrix(
+    n_scans,
+    *,
+    t_r,
+    events=None,
+    confounds=None,
+    confound_columns=None,
+    slice_time_ref=0.0,
+    hrf_model="glover",
+    drift_model="cosine",
+    high_pass=0.01,
+    drift_order=1,
+    fir_delays=None,
+    min_onset=-24,
+) -> pd.DataFrame:
+    """Build the first-level design matrix of one run.
+
+    Parameters follow ``nilearn.glm.first_level.FirstLevelModel``; ``fir_delays=None`` means
+    ``[0]`` as there.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scan (indexed by frame time), one column per regressor.
+    """
+    matrix, names = load_confounds(confounds, columns=confound_columns)
+    if matrix is not None and matrix.shape[0] != n_scans:
+        raise ConfoundsError(
+            f"Confounds{' ' + str(confounds) if isinstance(confounds, (str, Path)) else ''} "
+            f"have {matrix.shape[0]} rows but the run has {n_scans} scans; expected one row "
+            "per scan."
+        )
+    if matrix is not None and not np.isfinite(matrix).all():
+        bad = [names[i] for i in np.flatnonzero(~np.isfinite(matrix).all(axis=0))]
+        raise ConfoundsError(
+            f"Confounds column(s) {bad} contain NaN or infinite values; fill or drop them "
+            "(fMRIPrep's derivative columns start with n/a)."
+        )
+    frame = None if events is None else load_events(events)
+    return make_first_level_design_matrix(
+        frame_times(n_scans, t_r, slice_time_ref),
+        frame,
+        hrf_model,
+        drift_model,
+        high_pass,
+        drift_order,
+        [0] if fir_delays is None else list(fir_delays),
+        matrix,
+        names,
+        min_onset,
+    )
+
+
+def save_design(design: pd.DataFrame, path) -> str:
+    """Write a design matrix as TSV (frame times in the first column, full precision)."""
+    frame = design.copy()
+    frame.index.name = "frame_time"
+    return save_tsv(frame, path, index=True)
+
+
+def load_design(path) -> pd.DataFrame:
+    """Read a design matrix TSV written by :func:`save_design` or a user's own.
+
+    A first column named ``frame_time`` (or unnamed) becomes the index; every other column
+    must be numeric.
+    """
+    frame = read_table(path, what="design matrix")
+    first = str(frame.columns[0])
+    if first in ("frame_time", "frame_times", "Unnamed: 0", ""):
+        frame = frame.set_index(frame.columns[0])
+        frame.index.name = None
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise InputFileError(f"Design matrix {path} has non-numeric column(s) {bad}.")
+    return frame.astype(float)

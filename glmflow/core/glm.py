@@ -1,0 +1,516 @@
+"""OLS and AR(p) estimation of one run, exactly as nilearn computes it, in bounded memory.
+
+nilearn (``nilearn.glm.first_level.run_glm``) fits OLS, estimates per-voxel AR coefficients
+of the residuals (Yule-Walker), groups voxels by those coefficients (AR(1): truncated onto a
+grid of ``1/bins``; AR(p>1): K-means with ``bins`` clusters) and refits each group with the
+whitened design, one Python call per group. Here the same groups and the same arithmetic
+are computed over chunks of voxels with vectorised whitening, so peak memory is bounded by
+the chunk size and the numbers agree with nilearn's to rounding.
+
+Deliberate differences (documented in the README):
+
+* the residual variance is divided by ``n_scans - rank(X)`` (nilearn divides by
+  ``n_scans - n_columns`` while its t/F degrees of freedom use the rank; the two agree for
+  full-rank designs);
+* voxels whose time series is constant or not finite get zero effects and zero statistics
+  (nilearn gives them arbitrary values, and a single NaN voxel spoils every AR estimate);
+* ``signal_scaling=1`` scales each volume by its mean over voxels (nilearn raises a
+  broadcasting error unless the numbers of voxels and scans coincide);
+* ``predicted``/``residuals`` use the design, not the whitened design, under AR models.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as spl
+from nilearn.maskers import NiftiMasker
+from nilearn.signal import clean
+from scipy.linalg import toeplitz
+
+from glmflow.core.errors import DesignError, ModelFileError, ParameterError
+
+MODEL_FORMAT = "glmflow-run-model"
+MODEL_VERSION = 1
+
+#: Voxels per chunk are chosen so that a chunk's float64 work arrays stay near this size.
+DEFAULT_CHUNK_MB = 128
+
+#: Up to this size the OLS residuals are held whole to average them bit-for-bit as nilearn.
+EXACT_MEAN_MAX_BYTES = 256 * 2**20
+
+
+@dataclass
+class RunModel:
+    """The fitted GLM of one run: enough to compute any contrast exactly without refitting.
+
+    Attributes
+    ----------
+    betas : ndarray, shape (n_regressors, n_voxels)
+    dispersion : ndarray, shape (n_voxels,)
+        Residual variance (of the whitened residuals under AR models).
+    label_index : ndarray of int, shape (n_voxels,)
+        Noise-model group of each voxel (index into ``labels``).
+    labels : list of str
+        nilearn's label of each group (the AR coefficient(s) as text; ``"0.0"`` for OLS).
+    label_cov : ndarray, shape (n_labels, n_regressors, n_regressors)
+        ``pinv(WX) pinv(WX)^T`` of each group's whitened design ``WX``.
+    df_residuals : float
+        ``n_scans - rank(X)``.
+    columns : list of str
+        Design column names.
+    mask : ndarray of bool, 3D
+    affine : ndarray, shape (4, 4)
+    degenerate : ndarray of bool, shape (n_voxels,)
+        Voxels with a constant or non-finite time series (statistics set to zero).
+    meta : dict
+        Noise model, number of scans and the parameters of the fit.
+    """
+
+    betas: np.ndarray
+    dispersion: np.ndarray
+    label_index: np.ndarray
+    labels: list
+    label_cov: np.ndarray
+    df_residuals: float
+    columns: list
+    mask: np.ndarray
+    affine: np.ndarray
+    degenerate: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_voxels(self):
+        return self.betas.shape[1]
+
+
+@dataclass
+class FitOutputs:
+    """Per-voxel extras kept when ``minimize_memory=False``."""
+
+    residuals: np.ndarray  # (n_scans, n_voxels): Y - X @ beta
+    predicted: np.ndarray  # (n_scans, n_voxels): X @ beta
+    r_square: np.ndarray  # (n_voxels,): var(WX beta) / var(WY), nilearn's pseudo-R2
+
+
+def parse_noise_model(noise_model):
+    """Return the AR order of ``noise_model`` (0 for ``"ols"``), with nilearn's rules."""
+    if noise_model == "ols":
+        return 0
+    if not isinstance(noise_model, str) or not noise_model.startswith("ar"):
+        raise ParameterError(
+            f"noise_model must be 'ols' or 'arN' with N a positive integer (e.g. 'ar1'); "
+            f"got {noise_model!r}."
+        )
+    try:
+        order = int(noise_model[2:])
+    except ValueError:
+        order = 0
+    if order < 1 or noise_model[2:] != str(order):
+        raise ParameterError(
+            f"noise_model {noise_model!r}: the AR order must be a positive integer written "
+            "after 'ar', e.g. 'ar1' or 'ar3'."
+        )
+    return order
+
+
+def chunk_size_for(n_scans, budget_mb=DEFAULT_CHUNK_MB):
+    """Voxels per chunk so that ~6 float64 (n_scans x chunk) arrays fit in ``budget_mb``."""
+    return max(256, int(budget_mb * 2**20 / (6 * 8 * max(n_scans, 1))))
+
+
+class _Preprocessor:
+    """Turns the raw masked run into nilearn's GLM input, one chunk of voxels at a time.
+
+    Applies what nilearn applies between masking and ``run_glm``: the masker's cleaning
+    (sample mask, standardisation) and ``mean_scaling``.
+    """
+
+    def __init__(self, raw, *, mask_img, t_r, standardize, signal_scaling, sample_mask):
+        self.raw = raw
+        self.sample_mask = None if sample_mask is None else np.asarray(sample_mask)
+        self.signal_scaling = signal_scaling
+        standardize_ = {False: None, True: "zscore_sample"}.get(standardize, standardize)
+        if signal_scaling is not False:
+            standardize_ = None  # as FirstLevelModel: scaling replaces standardisation
+        masker = NiftiMasker(mask_img=mask_img, t_r=t_r, standardize=standardize_).fit()
+        params = masker._get_masker_params(ignore=["mask_img", "mask_args", "mask_strategy"])
+        self.clean_kwargs = dict(
+            detrend=params["detrend"],
+            standardize=params["standardize"],
+            standardize_confounds=params["standardize_confounds"],
+            t_r=params["t_r"],
+            low_pass=params["low_pass"],
+            high_pass=params["high_pass"],
+            **masker.clean_args_,
+        )
+        self.needs_clean = standardize_ is not None
+        self.global_mean = None
+        if signal_scaling in ((0, 1), [0, 1]):
+            kept = raw if self.sample_mask is None else raw[self.sample_mask]
+            self.global_mean = np.maximum(kept.mean(), 1)
+        elif signal_scaling == 1 and signal_scaling is not True:
+            kept = raw if self.sample_mask is None else raw[self.sample_mask]
+            self.volume_mean = np.maximum(kept.mean(axis=1), 1)[:, None]
+
+    def __call__(self, columns):
+        chunk = self.raw[:, columns]
+        if self.needs_clean:
+            chunk = clean(chunk, confounds=None, sample_mask=self.sample_mask, **self.clean_kwargs)
+        elif self.sample_mask is not None:
+            chunk = chunk[self.sample_mask]
+        scaling = self.signal_scaling
+        if scaling is False:
+            return chunk
+        if scaling == 0 and scaling is not False:
+            mean = np.maximum(chunk.mean(axis=0), 1)
+        elif self.global_mean is not None:
+            mean = self.global_mean
+        else:
+            mean = self.volume_mean
+        return 100 * (chunk / mean - 1)
+
+
+def _chunks(n_voxels, size):
+    for start in range(0, n_voxels, size):
+        yield slice(start, min(start + size, n_voxels))
+
+
+def _ols_parts(design):
+    calc_beta = spl.pinv(design)
+    cov = np.dot(calc_beta, calc_beta.T)
+    return calc_beta, cov
+
+
+def design_rank(design):
+    """Rank of the design with nilearn's tolerance (``OLSModel``)."""
+    eps = np.abs(design).sum() * np.finfo(np.float64).eps
+    return int(np.linalg.matrix_rank(design, eps))
+
+
+def _whiten(data, rho):
+    """AR(p) whitening as nilearn's ``ARModel.whiten``; ``rho`` is (order,) or (order, n)."""
+    data = np.asarray(data, np.float64)
+    white = data.copy()
+    for i in range(rho.shape[0]):
+        coef = rho[i] if rho.ndim == 1 else rho[i][None, :]
+        white[(i + 1):] = white[(i + 1):] - coef * data[: -(i + 1)]
+    return white
+
+
+def _yule_walker(resid_t, order, mean):
+    """nilearn's ``_yule_walker`` on voxel rows, with the global residual mean given.
+
+    nilearn subtracts the mean over *all* voxels and scans; with chunks that mean is
+    computed beforehand and passed in.
+    """
+    n_scans = resid_t.shape[-1]
+    denom = n_scans - np.arange(order + 1)
+    y = resid_t - mean
+    r = np.zeros((y.shape[0], order + 1), np.float64)
+    r[:, 0] += (y[:, np.newaxis, :] @ y[:, :, np.newaxis])[:, 0, 0]
+    for k in range(1, order + 1):
+        r[:, k] += (y[:, np.newaxis, 0:-k] @ y[:, k:, np.newaxis])[:, 0, 0]
+    r /= denom * n_scans
+    rho = np.zeros((y.shape[0], order))
+    usable = r[:, 0] > 0  # an all-zero residual has no autocorrelation to estimate
+    if usable.any():
+        rt = np.array([toeplitz(rr[:-1]) for rr in r[usable]], np.float64)
+        rho[usable] = np.linalg.solve(rt, r[usable, 1:, None])[..., 0]
+    return rho
+
+
+def fit_glm(
+    raw,
+    design,
+    *,
+    mask_img,
+    noise_model="ar1",
+    t_r=None,
+    signal_scaling=0,
+    standardize=False,
+    sample_mask=None,
+    bins=100,
+    random_state=None,
+    chunk_size=None,
+    keep_outputs=False,
+):
+    """Fit the GLM of one run.
+
+    Parameters
+    ----------
+    raw : ndarray, shape (n_scans_total, n_voxels)
+        The masked run from :func:`glmflow.core.data.load_masked_run`.
+    design : pandas.DataFrame, shape (n_scans, n_regressors)
+        The design matrix; with ``sample_mask`` it has the kept scans' rows only (as
+        nilearn's ``design_matrices_``) or all rows (then the mask selects them).
+    mask_img : Nifti1Image
+    noise_model : {"ols", "ar1", "ar2", ...}
+    t_r, signal_scaling, standardize, sample_mask, random_state
+        As ``nilearn.glm.first_level.FirstLevelModel``.
+    bins : int, default=100
+        nilearn's number of AR bins (AR(1)) or K-means clusters (AR(p>1)).
+    chunk_size : int, optional
+        Voxels processed at once (default from :data:`DEFAULT_CHUNK_MB`).
+    keep_outputs : bool, default=False
+        Also return residuals, predicted time series and R-square.
+
+    Returns
+    -------
+    model : RunModel
+    outputs : FitOutputs or None
+    """
+    order = parse_noise_model(noise_model)
+    X = np.asarray(design, dtype=np.float64)
+    if sample_mask is not None and X.shape[0] == raw.shape[0] != len(sample_mask):
+        X = X[np.asarray(sample_mask)]
+    n_scans, n_regressors = X.shape
+    n_kept = raw.shape[0] if sample_mask is None else len(sample_mask)
+    if n_kept != n_scans:
+        raise DesignError(
+            f"The design matrix has {n_scans} rows but the run has {n_kept} (kept) scans."
+        )
+    rank = design_rank(X)
+    if rank >= n_scans:
+        raise DesignError(
+            f"The design has rank {rank} with {n_scans} scans: no degrees of freedom are left "
+            "for the residuals; use fewer regressors or more scans."
+        )
+    df_residuals = float(n_scans - rank)
+    n_voxels = raw.shape[1]
+    size = chunk_size or chunk_size_for(n_scans)
+    prepare = _Preprocessor(
+        raw,
+        mask_img=mask_img,
+        t_r=t_r,
+        standardize=standardize,
+        signal_scaling=signal_scaling,
+        sample_mask=sample_mask,
+    )
+    calc_beta, ols_cov = _ols_parts(X)
+
+    degenerate = np.zeros(n_voxels, bool)
+    for cols in _chunks(n_voxels, size):
+        chunk = prepare(cols)
+        finite = np.isfinite(chunk).all(axis=0)
+        constant = (chunk == chunk[:1]).all(axis=0)
+        degenerate[cols] = ~finite | constant
+
+    def prepared(cols):
+        chunk = np.asarray(prepare(cols), dtype=np.float64)
+        bad = degenerate[cols]
+        if bad.any():
+            # Zero series keep non-finite values out of shared sums; their outputs are
+            # zeroed at the end.
+            chunk[:, bad & ~np.isfinite(chunk).all(axis=0)] = 0.0
+        return chunk
+
+    betas = np.zeros((n_regressors, n_voxels))
+    dispersion = np.zeros(n_voxels)
+    outputs = None
+    if keep_outputs:
+        outputs = FitOutputs(
+            residuals=np.zeros((n_scans, n_voxels)),
+            predicted=np.zeros((n_scans, n_voxels)),
+            r_square=np.zeros(n_voxels),
+        )
+
+    if order == 0:
+        label_index = np.zeros(n_voxels, np.int32)
+        labels = ["0.0"]
+        label_cov = ols_cov[None]
+        for cols in _chunks(n_voxels, size):
+            chunk = prepared(cols)
+            beta = calc_beta @ chunk
+            _store(cols, chunk, chunk, X, X, beta, betas, dispersion, outputs, n_scans - rank)
+    else:
+        rho = _ar_coefficients(prepared, X, calc_beta, order, n_voxels, size, degenerate)
+        label_index, labels, label_rho = _group_voxels(rho, order, bins, random_state)
+        groups = [_ols_parts(_whiten(X, label_rho[g])) + (_whiten(X, label_rho[g]),)
+                  for g in range(len(labels))]
+        label_cov = np.stack([g[1] for g in groups])
+        voxel_rho = label_rho[label_index]  # (n_voxels, order)
+        for cols in _chunks(n_voxels, size):
+            chunk = prepared(cols)
+            white = _whiten(chunk, voxel_rho[cols].T)
+            idx = label_index[cols]
+            for g in np.unique(idx):
+                sel = np.flatnonzero(idx == g)
+                g_calc, _, g_design = groups[g]
+                w_sel = white[:, sel]
+                beta = g_calc @ w_sel
+                sub = np.arange(cols.start, cols.stop)[sel]
+                _store(sub, chunk[:, sel], w_sel, X, g_design, beta, betas, dispersion,
+                       outputs, n_scans - rank)
+
+    betas[:, degenerate] = 0.0
+    dispersion[degenerate] = 0.0
+    if outputs is not None:
+        outputs.r_square[degenerate] = 0.0
+    mask = np.asarray(mask_img.dataobj) > 0
+    model = RunModel(
+        betas=betas,
+        dispersion=dispersion,
+        label_index=np.asarray(label_index, np.int32),
+        labels=list(labels),
+        label_cov=np.asarray(label_cov, np.float64),
+        df_residuals=df_residuals,
+        columns=[str(c) for c in getattr(design, "columns", range(n_regressors))],
+        mask=mask,
+        affine=np.asarray(mask_img.affine, np.float64),
+        degenerate=degenerate,
+        meta={
+            "noise_model": noise_model,
+            "n_scans": int(n_scans),
+            "rank": rank,
+            "signal_scaling": signal_scaling if signal_scaling is False else (
+                list(signal_scaling) if isinstance(signal_scaling, (tuple, list))
+                else int(signal_scaling)),
+            "standardize": standardize,
+            "bins": int(bins),
+            "n_degenerate_voxels": int(degenerate.sum()),
+        },
+    )
+    if degenerate.any():
+        warnings.warn(
+            f"{int(degenerate.sum())} in-mask voxel(s) have a constant or non-finite time "
+            "series; their effects and statistics are set to 0.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return model, outputs
+
+
+def _store(cols, data, white, X, white_design, beta, betas, dispersion, outputs, dof):
+    """Record the fit of some voxels (``cols``) of the current chunk."""
+    wresid = white - white_design @ beta
+    betas[:, cols] = beta
+    dispersion[cols] = np.sum(wresid**2, 0) / dof
+    if outputs is not None:
+        predicted = X @ beta
+        outputs.predicted[:, cols] = predicted
+        outputs.residuals[:, cols] = data - predicted
+        outputs.r_square[cols] = np.var(white_design @ beta, 0) / np.var(white, 0)
+
+
+def _ar_coefficients(prepared, X, calc_beta, order, n_voxels, size, degenerate):
+    """Per-voxel Yule-Walker AR coefficients of the OLS residuals (nilearn's rule).
+
+    nilearn subtracts the mean of *all* residuals (every voxel and scan) first. K-means
+    (AR(p>1)) reacts to the last bit of its input, so there the residuals are gathered in
+    nilearn's layout and averaged exactly as nilearn does. For AR(1), where only the
+    truncation onto the bin grid matters, the mean is obtained without holding the
+    residuals: their sum over voxels is linear in the data, ``(I - X X^+) sum_v y_v``.
+    """
+    n_scans = X.shape[0]
+    if order > 1 or n_scans * n_voxels * 8 <= EXACT_MEAN_MAX_BYTES:
+        resid = np.empty((n_scans, n_voxels))
+        for cols in _chunks(n_voxels, size):
+            chunk = prepared(cols)
+            resid[:, cols] = chunk - np.dot(X, np.dot(calc_beta, chunk))
+        mean = resid.T.mean()
+        rho = np.zeros((n_voxels, order))
+        for cols in _chunks(n_voxels, size):
+            rho[cols] = _yule_walker(resid[:, cols].T, order, mean)
+        del resid
+    else:
+        scan_sums = np.zeros(n_scans)
+        for cols in _chunks(n_voxels, size):
+            scan_sums += prepared(cols).sum(axis=1)
+        resid_sum = scan_sums - X @ (calc_beta @ scan_sums)
+        mean = resid_sum.sum() / (n_scans * n_voxels)
+        rho = np.zeros((n_voxels, order))
+        for cols in _chunks(n_voxels, size):
+            chunk = prepared(cols)
+            resid = chunk - np.dot(X, np.dot(calc_beta, chunk))
+            rho[cols] = _yule_walker(resid.T, order, mean)
+    rho[degenerate] = 0.0
+    return rho
+
+
+def _group_voxels(rho, order, bins, random_state):
+    """nilearn's grouping of voxels by AR coefficients.
+
+    Returns
+    -------
+    label_index : ndarray (n_voxels,)
+    labels : list of str
+    label_rho : ndarray (n_labels, order), the coefficients each group is refitted with.
+    """
+    if order == 1:
+        binned = (rho[:, 0] * bins).astype(int) * 1.0 / bins
+        values, label_index = np.unique(binned, return_inverse=True)
+        labels = [str(v) for v in values]
+        # nilearn sorts labels as strings; the order does not change any result.
+        return label_index, labels, values[:, None]
+    from sklearn.cluster import KMeans
+
+    n_clusters = int(np.min([bins, rho.shape[0]]))
+    kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(rho)
+    centre_labels = np.array(["_".join(map(str, np.round(c, 2))) for c in kmeans.cluster_centers_])
+    voxel_labels = centre_labels[kmeans.labels_]
+    labels, first, label_index = np.unique(voxel_labels, return_index=True, return_inverse=True)
+    # Clusters whose rounded centres coincide share one label; nilearn refits that label
+    # with the coefficients of its first voxel.
+    label_rho = kmeans.cluster_centers_[kmeans.labels_[first]]
+    return label_index, [str(v) for v in labels], label_rho
+
+
+def save_model(model: RunModel, path):
+    """Write a :class:`RunModel` to a versioned ``.npz`` file (atomically)."""
+    from glmflow.core.io import atomic_path
+
+    header = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "labels": model.labels,
+        "columns": model.columns,
+        "df_residuals": model.df_residuals,
+        "meta": model.meta,
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as fobj:
+        np.savez(
+            fobj,
+            header=np.array(json.dumps(header)),
+            betas=model.betas,
+            dispersion=model.dispersion,
+            label_index=model.label_index,
+            label_cov=model.label_cov,
+            mask=model.mask,
+            affine=model.affine,
+            degenerate=model.degenerate,
+        )
+    return str(path)
+
+
+def load_model(path) -> RunModel:
+    """Read a model file written by :func:`save_model`, checking its format and version."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {key: data[key] for key in data.files if key != "header"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path} is not a glmflow model file: {exc}") from exc
+    if header.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path} is not a glmflow model file (format {header.get('format')}).")
+    if header.get("version") != MODEL_VERSION:
+        raise ModelFileError(
+            f"{path} has model-file version {header.get('version')}; this glmflow reads "
+            f"version {MODEL_VERSION}. Refit the model."
+        )
+    return RunModel(
+        betas=arrays["betas"],
+        dispersion=arrays["dispersion"],
+        label_index=arrays["label_index"],
+        labels=header["labels"],
+        label_cov=arrays["label_cov"],
+        df_residuals=float(header["df_residuals"]),
+        columns=header["columns"],
+        mask=arrays["mask"].astype(bool),
+        affine=arrays["affine"],
+        degenerate=arrays["degenerate"].astype(bool),
+        meta=header["meta"],
+    )
