@@ -167,6 +167,8 @@ def load_run_confounds(bold_file, confounds_file, spec: dict, *, confounds_json=
             with warnings.catch_warnings():
                 # nilearn warns that all volumes are scrubbed; we raise our own error below.
                 warnings.simplefilter("ignore", RuntimeWarning)
+                # "strategy is empty": that is what --confounds none asks for.
+                warnings.filterwarnings("ignore", message="strategy is empty")
                 if "preset" in spec:
                     preset = spec.pop("preset")
                     confounds, sample_mask = load_confounds_strategy(
@@ -174,7 +176,7 @@ def load_run_confounds(bold_file, confounds_file, spec: dict, *, confounds_json=
                     )
                 else:
                     confounds, sample_mask = load_confounds(str(img_link), **spec)
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise ConfoundsError(
                 f"Could not select confounds {describe_strategy(spec)['strategy']} from "
                 f"{confounds_file}: {exc}"
