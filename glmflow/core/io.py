@@ -157,3 +157,19 @@ def bids_label(text: str) -> str:
     words = name.split(" ")
     words = [words[0].lower(), *(word.title() for word in words[1:])]
     return "".join(char for char in " ".join(words) if char.isalnum()) or "contrast"
+
+
+def save_sample_mask(indices, path):
+    """Write kept-volume indices (0-based), one per line under a ``sample_mask`` header."""
+    frame = pd.DataFrame({"sample_mask": np.asarray(indices, dtype=int)})
+    return save_tsv(frame, path)
+
+
+def read_sample_mask(path) -> np.ndarray:
+    """Read kept-volume indices written by :func:`save_sample_mask` (or a bare list)."""
+    frame = read_table(path, what="sample mask")
+    if frame.shape[1] != 1 or not pd.api.types.is_integer_dtype(frame.iloc[:, 0]):
+        raise InputFileError(
+            f"Sample mask file {path} must hold one column of integer volume indices."
+        )
+    return frame.iloc[:, 0].to_numpy()

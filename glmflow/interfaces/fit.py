@@ -1,0 +1,97 @@
+"""FitGLM: one run's GLM fit, to a fitted-model file."""
+
+import os
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
+
+from glmflow.core.data import load_masked_run
+from glmflow.core.design import load_design
+from glmflow.core.glm import chunk_size_for, fit_glm, save_model
+from glmflow.core.io import read_sample_mask, save_img
+from glmflow.interfaces.base import GLMFlowInputSpec, optional
+
+
+class _FitGLMInputSpec(GLMFlowInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="the run (4D NIfTI)")
+    design_file = File(exists=True, mandatory=True, desc="design matrix TSV")
+    mask_file = File(exists=True, mandatory=True, desc="analysis mask")
+    noise_model = traits.Str("ar1", usedefault=True, desc="'ols' or 'arN'")
+    t_r = traits.Either(None, traits.Float, default=None, usedefault=True, desc="TR (s)")
+    smoothing_fwhm = traits.Either(None, traits.Float, default=None, usedefault=True,
+                                   desc="Gaussian smoothing FWHM in mm")
+    signal_scaling = traits.Any(0, usedefault=True, desc="0, 1, [0, 1] or False")
+    standardize = traits.Any(False, usedefault=True, desc="nilearn's standardize")
+    sample_mask_file = traits.Either(None, File(exists=True), default=None, usedefault=True,
+                                     desc="TSV of kept volume indices (scrubbing)")
+    target_affine = traits.Either(None, traits.List(traits.List(traits.Float)), default=None,
+                                  usedefault=True, desc="resample the data to this affine")
+    target_shape = traits.Either(None, traits.List(traits.Int), default=None, usedefault=True,
+                                 desc="resample the data to this shape")
+    random_state = traits.Either(None, traits.Int, default=None, usedefault=True,
+                                 desc="K-means seed for AR(p>1)")
+    minimize_memory = traits.Bool(True, usedefault=True,
+                                  desc="if False, also write residuals, predicted and R-square")
+    chunk_mb = traits.Float(128.0, usedefault=True, desc="working memory per voxel chunk (MB)")
+
+
+class _FitGLMOutputSpec(TraitedSpec):
+    model_file = File(exists=True, desc="fitted model (.npz, versioned)")
+    residuals_file = File(desc="residual time series (minimize_memory=False)")
+    predicted_file = File(desc="predicted time series (minimize_memory=False)")
+    r_square_file = File(desc="R-square map (minimize_memory=False)")
+
+
+class FitGLM(SimpleInterface):
+    """Fit one run's GLM (OLS or AR(p)) exactly as nilearn, in bounded memory."""
+
+    input_spec = _FitGLMInputSpec
+    output_spec = _FitGLMOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nib  # noqa: F811  (kept local for pickled nodes)
+
+        mask_img = nib.load(self.inputs.mask_file)
+        affine = optional(self.inputs.target_affine)
+        raw = load_masked_run(
+            self.inputs.bold_file,
+            mask_img,
+            smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
+            target_affine=None if affine is None else np.asarray(affine),
+            target_shape=optional(self.inputs.target_shape),
+        )
+        sample_file = optional(self.inputs.sample_mask_file)
+        scaling = self.inputs.signal_scaling
+        model, outputs = fit_glm(
+            raw,
+            load_design(self.inputs.design_file),
+            mask_img=mask_img,
+            noise_model=self.inputs.noise_model,
+            t_r=optional(self.inputs.t_r),
+            signal_scaling=tuple(scaling) if isinstance(scaling, list) else scaling,
+            standardize=self.inputs.standardize,
+            sample_mask=None if sample_file is None else read_sample_mask(sample_file),
+            random_state=optional(self.inputs.random_state),
+            chunk_size=chunk_size_for(raw.shape[0], self.inputs.chunk_mb),
+            keep_outputs=not self.inputs.minimize_memory,
+        )
+        del raw
+        cwd = runtime.cwd
+        self._results["model_file"] = save_model(model, os.path.join(cwd, "model.npz"))
+        if outputs is not None:
+            self._results["residuals_file"] = save_img(
+                _to_4d(outputs.residuals, model), os.path.join(cwd, "residuals.nii.gz"))
+            self._results["predicted_file"] = save_img(
+                _to_4d(outputs.predicted, model), os.path.join(cwd, "predicted.nii.gz"))
+            r2 = np.zeros(model.mask.shape)
+            r2[model.mask] = outputs.r_square
+            self._results["r_square_file"] = save_img(
+                nib.Nifti1Image(r2, model.affine), os.path.join(cwd, "r_square.nii.gz"))
+        return runtime
+
+
+def _to_4d(series, model):
+    data = np.zeros((*model.mask.shape, series.shape[0]))
+    data[model.mask] = series.T
+    return nib.Nifti1Image(data, model.affine)
