@@ -118,10 +118,10 @@ def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape
         if len(mask_img.shape) != 3:
             raise MaskError(f"The mask must be a 3D image; got shape {mask_img.shape}.")
         try:
-            mask_img, _ = load_mask_img(mask_img)
+            mask_data, mask_affine = load_mask_img(mask_img)
         except ValueError as exc:
             raise MaskError(f"Invalid mask {_describe(mask_file)}: {exc}") from exc
-        mask_img = nib.Nifti1Image(np.asarray(mask_img.dataobj).astype(np.int8), mask_img.affine)
+        mask_img = nib.Nifti1Image(np.asarray(mask_data).astype(np.int8), mask_affine)
         if target_affine is not None or target_shape is not None:
             mask_img = NiftiMasker(
                 mask_img=mask_img, target_affine=target_affine, target_shape=target_shape
