@@ -62,12 +62,16 @@ class RunModel:
         ``n_scans - rank(X)``.
     columns : list of str
         Design column names.
-    mask : ndarray of bool, 3D
-    affine : ndarray, shape (4, 4)
+    mask : ndarray of bool, 3D (volume) or 1D (surface vertices / CIFTI grayordinates)
+    affine : ndarray, shape (4, 4), or None for surface and CIFTI models
     degenerate : ndarray of bool, shape (n_voxels,)
         Voxels with a constant or non-finite time series (statistics set to zero).
     meta : dict
         Noise model, number of scans and the parameters of the fit.
+    geometry : {"volume", "surface", "cifti"}
+    geometry_info : dict
+        JSON-able description of a surface/CIFTI geometry (hemisphere vertex counts, the
+        CIFTI brain-model axis); see :class:`glmflow.core.surface.SurfaceGeometry`.
     """
 
     betas: np.ndarray
@@ -81,6 +85,8 @@ class RunModel:
     affine: np.ndarray
     degenerate: np.ndarray
     meta: dict = field(default_factory=dict)
+    geometry: str = "volume"
+    geometry_info: dict = field(default_factory=dict)
 
     @property
     def n_voxels(self):
@@ -136,6 +142,12 @@ class _Preprocessor:
         standardize_ = {False: None, True: "zscore_sample"}.get(standardize, standardize)
         if signal_scaling is not False:
             standardize_ = None  # as FirstLevelModel: scaling replaces standardisation
+        if not hasattr(mask_img, "affine"):
+            # Surface/CIFTI (1D mask): the masker only supplies clean()'s parameters, which
+            # are the same for nilearn's SurfaceMasker and do not depend on the mask.
+            import nibabel as nib
+
+            mask_img = nib.Nifti1Image(np.ones((1, 1, 1), np.int8), np.eye(4))
         masker = NiftiMasker(mask_img=mask_img, t_r=t_r, standardize=standardize_).fit()
         params = masker._get_masker_params(ignore=["mask_img", "mask_args", "mask_strategy"])
         self.clean_kwargs = dict(
@@ -237,6 +249,8 @@ def fit_glm(
     random_state=None,
     chunk_size=None,
     keep_outputs=False,
+    geometry="volume",
+    geometry_info=None,
 ):
     """Fit the GLM of one run.
 
@@ -247,7 +261,8 @@ def fit_glm(
     design : pandas.DataFrame, shape (n_scans, n_regressors)
         The design matrix; with ``sample_mask`` it has the kept scans' rows only (as
         nilearn's ``design_matrices_``) or all rows (then the mask selects them).
-    mask_img : Nifti1Image
+    mask_img : Nifti1Image or 1D bool array
+        The analysis mask; a 1D array for surface/CIFTI data (then no affine is stored).
     noise_model : {"ols", "ar1", "ar2", ...}
     t_r, signal_scaling, standardize, sample_mask, random_state
         As ``nilearn.glm.first_level.FirstLevelModel``.
@@ -257,6 +272,9 @@ def fit_glm(
         Voxels processed at once (default from :data:`DEFAULT_CHUNK_MB`).
     keep_outputs : bool, default=False
         Also return residuals, predicted time series and R-square.
+    geometry, geometry_info : optional
+        Stored in the model: ``"volume"`` (default), ``"surface"`` or ``"cifti"`` and its
+        JSON-able description (:meth:`glmflow.core.surface.SurfaceGeometry.to_info`).
 
     Returns
     -------
@@ -350,7 +368,10 @@ def fit_glm(
     dispersion[degenerate] = 0.0
     if outputs is not None:
         outputs.r_square[degenerate] = 0.0
-    mask = np.asarray(mask_img.dataobj) > 0
+    if hasattr(mask_img, "affine"):
+        mask, affine = np.asarray(mask_img.dataobj) > 0, np.asarray(mask_img.affine, np.float64)
+    else:  # surface / CIFTI: a 1D mask over vertices or grayordinates, no affine
+        mask, affine = np.asarray(mask_img, bool), None
     model = RunModel(
         betas=betas,
         dispersion=dispersion,
@@ -360,7 +381,7 @@ def fit_glm(
         df_residuals=df_residuals,
         columns=[str(c) for c in getattr(design, "columns", range(n_regressors))],
         mask=mask,
-        affine=np.asarray(mask_img.affine, np.float64),
+        affine=affine,
         degenerate=degenerate,
         meta={
             "noise_model": noise_model,
@@ -373,6 +394,8 @@ def fit_glm(
             "bins": int(bins),
             "n_degenerate_voxels": int(degenerate.sum()),
         },
+        geometry=geometry,
+        geometry_info=dict(geometry_info or {}),
     )
     if degenerate.any():
         warnings.warn(
@@ -470,7 +493,11 @@ def save_model(model: RunModel, path):
         "columns": model.columns,
         "df_residuals": model.df_residuals,
         "meta": model.meta,
+        "geometry": model.geometry,
+        "geometry_info": model.geometry_info,
     }
+    # Surface/CIFTI models have no affine (np.savez cannot store None without pickling).
+    affine = {} if model.affine is None else {"affine": model.affine}
     with atomic_path(path) as tmp, open(tmp, "wb") as fobj:
         np.savez(
             fobj,
@@ -480,8 +507,8 @@ def save_model(model: RunModel, path):
             label_index=model.label_index,
             label_cov=model.label_cov,
             mask=model.mask,
-            affine=model.affine,
             degenerate=model.degenerate,
+            **affine,
         )
     return str(path)
 
@@ -510,7 +537,9 @@ def load_model(path) -> RunModel:
         df_residuals=float(header["df_residuals"]),
         columns=header["columns"],
         mask=arrays["mask"].astype(bool),
-        affine=arrays["affine"],
+        affine=arrays.get("affine"),
         degenerate=arrays["degenerate"].astype(bool),
         meta=header["meta"],
+        geometry=header.get("geometry", "volume"),
+        geometry_info=header.get("geometry_info", {}),
     )
