@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pandas as pd
 
 from glmflow.bids.confounds import describe_strategy, load_run_confounds
@@ -126,9 +125,3 @@ def prepare_run(
         "HRF": model.hrf_model,
     }
     return design, sample_mask, contrasts, provenance
-
-
-def save_sample_mask(sample_mask, path):
-    """Write kept volume indices (0-based), one per line, no header."""
-    np.savetxt(path, np.asarray(sample_mask, dtype=int), fmt="%d")
-    return str(path)
