@@ -30,7 +30,7 @@ import numpy as np
 
 from glmflow.core.errors import ContrastError
 
-__all__ = ["contrast_vector_from_expression", "tokenize"]
+__all__ = ["contrast_names", "contrast_vector_from_expression", "tokenize"]
 
 _ALLOWED = (
     "Only design column names, numbers, + - * / and parentheses are allowed "
@@ -367,3 +367,34 @@ def contrast_vector_from_expression(expression: str, columns: Sequence[str]) -> 
         vector[columns.index(expression)] = 1.0
         return vector
     return _Parser(expression, columns).parse()
+
+
+def contrast_names(expression: str) -> list[str]:
+    """Check an expression's syntax before any design exists; return the names it uses.
+
+    For the workflow factory, the facade and the command: a malformed or malicious
+    expression fails at once, before any run is read. Every name is taken to be a column,
+    so only unknown names are left for :func:`contrast_vector_from_expression` to find
+    once the design is known.
+
+    Returns
+    -------
+    list of str
+        The column names used, in order of first appearance.
+
+    Raises
+    ------
+    ContrastError
+        As :func:`contrast_vector_from_expression`, except for unknown names.
+    """
+    if not isinstance(expression, str):
+        raise ContrastError(
+            f"A contrast expression must be a string; got {type(expression).__name__} "
+            f"{expression!r}."
+        )
+    names = list(dict.fromkeys(t.text for t in tokenize(expression) if t.kind == "name"))
+    if not names:
+        # no name at all: let the parser produce its usual message (empty or constant)
+        _Parser(expression, ["<no column>"]).parse()
+    _Parser(expression, names).parse()
+    return names

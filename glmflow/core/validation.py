@@ -567,7 +567,17 @@ def _read_table(source, *, what, error):
         from glmflow.core.io import read_table
 
         path = check_input_file(source, what=what, extensions=TABLE_EXTENSIONS)
-        return read_table(path, what=what), str(path)
+        frame = read_table(path, what=what)
+        if (
+            not path.name.lower().endswith(".csv")
+            and frame.shape[1] == 1
+            and "," in str(frame.columns[0])
+        ):
+            raise InputFileError(
+                f"The {what} file {path} is not tab-separated (its header "
+                f"{str(frame.columns[0])!r} holds commas); expected a BIDS TSV file with tabs."
+            )
+        return frame, str(path)
     raise error(
         f"The {what} must be a pandas DataFrame or the path of a TSV file; got "
         f"{type(source).__name__}."
@@ -1000,6 +1010,13 @@ def _load_header_only(img, what):
             raise InputFileError(
                 f"The {what} file {path} could not be read as a NIfTI image: {exc}"
             ) from exc
+        if not isinstance(loaded, nib.Nifti1Image | nib.Nifti2Image) or isinstance(
+            loaded, nib.Cifti2Image
+        ):
+            raise ImageError(
+                f"The {what} file {path} is a {type(loaded).__name__}; expected a NIfTI volume "
+                "(surface GIFTI/CIFTI runs are checked by glmflow.core.surface)."
+            )
         _check_not_truncated(loaded, path, what)
         return loaded, str(path)
     if hasattr(img, "shape") and hasattr(img, "affine"):

@@ -475,6 +475,24 @@ add(
     lambda e: V.check_events(e.file("empty_events.tsv", b"")),
 )
 add(
+    "events-file-comma-separated",
+    InputFileError,
+    ["not tab-separated", "'onset,duration,trial_type'", "tabs"],
+    lambda e: V.check_events(e.file("comma_events.tsv", "onset,duration,trial_type\n1,1,a\n")),
+)
+add(
+    "confounds-file-comma-separated",
+    InputFileError,
+    ["confounds file", "not tab-separated"],
+    lambda e: V.check_confounds(e.file("conf_comma.tsv", "a,b\n1,2\n3,4\n")),
+)
+add(
+    "bold-file-gifti",
+    ImageError,
+    ["GiftiImage", "expected a NIfTI volume", "glmflow.core.surface"],
+    lambda e: V.check_bold_images([_gifti(e)]),
+)
+add(
     "events-file-header-only",
     EventsError,
     ["empty", "empty_rows.tsv"],
@@ -488,6 +506,13 @@ add(
         e.file("na_events.tsv", "onset\tduration\ttrial_type\n1\t1\ta\nn/a\t1\tb\n")
     ),
 )
+
+
+def _gifti(e):
+    darray = nib.gifti.GiftiDataArray(np.zeros(10, np.float32))
+    path = e.tmp_path / "sub-01_hemi-L_bold.func.gii"
+    nib.save(nib.gifti.GiftiImage(darrays=[darray, darray]), path)
+    return str(path)
 
 
 def _unreadable(e):

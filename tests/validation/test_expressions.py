@@ -1,13 +1,18 @@
 """Contrast expressions: same vectors as nilearn, and nothing is ever evaluated."""
 
 import random
+import re
 
 import numpy as np
 import pytest
 from nilearn.glm.contrasts import expression_to_contrast_vector
 
 from glmflow.core.errors import ContrastError
-from glmflow.core.expressions import contrast_vector_from_expression, tokenize
+from glmflow.core.expressions import (
+    contrast_names,
+    contrast_vector_from_expression,
+    tokenize,
+)
 
 COLUMNS = [
     "a",
@@ -257,3 +262,20 @@ def test_non_string_expression():
 def test_duplicated_design_columns():
     with pytest.raises(ContrastError, match="duplicated column names"):
         contrast_vector_from_expression("a", ["a", "a"])
+
+
+def test_contrast_names_checks_syntax_without_a_design(tmp_path):
+    assert contrast_names("2*audio - (video + `v 2`)/2") == ["audio", "video", "v 2"]
+    assert contrast_names("a - a") == ["a"]
+    marker = tmp_path / "pwned3"
+    for bad, words in [
+        (f'a + 0*@pd.io.common.os.system("touch {marker}")', "'@'"),
+        ("a*b", "multiplies two design columns"),
+        ("a + 1", "constant"),
+        ("", "empty"),
+        ("3", "no design column"),
+        ("(a", "expected ')'"),
+    ]:
+        with pytest.raises(ContrastError, match=re.escape(words)):
+            contrast_names(bad)
+    assert not marker.exists()
