@@ -350,6 +350,8 @@ def check_smoothing_fwhm(smoothing_fwhm):
     """
     if smoothing_fwhm is None:
         return None
+    if isinstance(smoothing_fwhm, np.ndarray) and smoothing_fwhm.ndim == 0:
+        smoothing_fwhm = smoothing_fwhm.item()
     if isinstance(smoothing_fwhm, list | tuple | np.ndarray):
         values = list(np.asarray(smoothing_fwhm, dtype=object).ravel())
         if len(values) != 3:
@@ -1328,11 +1330,7 @@ def check_design(design, *, source=None, n_scans=None) -> pd.DataFrame:
             f"The design matrix{where} has duplicated column names {duplicated} (a condition "
             "named like a confound or drift column?); expected unique names."
         )
-    non_numeric = [
-        str(c)
-        for c in design.columns
-        if not is_numeric_dtype(design[c]) or is_bool_dtype(design[c])
-    ]
+    non_numeric = [str(c) for c in design.columns if not is_numeric_dtype(design[c])]
     if non_numeric:
         raise DesignError(
             f"The design matrix{where} has non-numeric columns {non_numeric}; expected numbers."

@@ -1,0 +1,1 @@
+"""Tests of glmflow.core.validation and glmflow.core.expressions."""
