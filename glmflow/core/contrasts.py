@@ -96,6 +96,23 @@ def contrast_weights(contrast_def, columns):
     return weights
 
 
+def check_contrast_columns(contrast_def, design, *, run_file=None):
+    """Raise :class:`ContrastError` early if a definition does not fit a run's design.
+
+    Run before fitting, so a misspelt condition fails in seconds rather than after the fit.
+    ``contrast_def`` may be a list with one definition per run: each is checked (all against
+    this design, which is what the workflow has at this point).
+    """
+    columns = [str(c) for c in design.columns]
+    definitions = contrast_def if isinstance(contrast_def, list) else [contrast_def]
+    for definition in definitions:
+        try:
+            contrast_weights(definition, columns)
+        except ContrastError as exc:
+            where = f" (run {run_file})" if run_file else ""
+            raise ContrastError(f"{exc}{where}") from None
+
+
 def per_run_definitions(contrast_def, n_runs):
     """nilearn's rule: one definition for all runs, or a list with one per run."""
     if isinstance(contrast_def, (str, np.ndarray)):

@@ -106,6 +106,8 @@ def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape
     volume of the data to the mask's grid, which interpolates the data and costs memory.
     """
     runs = [load_img(f) for f in bold_files]
+    for source, img in zip(bold_files, runs, strict=True):
+        check_4d(img, name=_describe(source))
     if mask_file is None:
         masker = MultiNiftiMasker(
             mask_strategy="epi", target_affine=target_affine, target_shape=target_shape

@@ -15,6 +15,7 @@ from nilearn.glm.first_level import make_first_level_design_matrix
 
 from glmflow.core.errors import ConfoundsError, EventsError, InputFileError
 from glmflow.core.io import read_table, save_tsv
+from glmflow.core.validation import check_confounds, check_events
 
 
 def frame_times(n_scans, t_r, slice_time_ref=0.0):
@@ -121,20 +122,30 @@ def make_design_matrix(
     pandas.DataFrame
         One row per scan (indexed by frame time), one column per regressor.
     """
-    matrix, names = load_confounds(confounds, columns=confound_columns)
-    if matrix is not None and matrix.shape[0] != n_scans:
-        raise ConfoundsError(
-            f"Confounds{' ' + str(confounds) if isinstance(confounds, (str, Path)) else ''} "
-            f"have {matrix.shape[0]} rows but the run has {n_scans} scans; expected one row "
-            "per scan."
+    matrix = names = None
+    if confounds is not None:
+        source = str(confounds) if isinstance(confounds, (str, Path)) else None
+        if isinstance(confounds, (str, Path)):
+            confounds = read_table(confounds, what="confounds")
+        if confound_columns:
+            missing = [c for c in confound_columns if c not in confounds.columns]
+            if missing:
+                raise ConfoundsError(
+                    f"Confounds {source or ''} have no column(s) {missing}; available: "
+                    f"{list(confounds.columns)}."
+                )
+            confounds = confounds[list(confound_columns)]
+        checked = check_confounds(confounds, source=source, n_scans=n_scans)
+        matrix, names = checked.to_numpy(dtype=float), [str(c) for c in checked.columns]
+    frame = None
+    if events is not None:
+        frame = check_events(
+            events if isinstance(events, (str, Path)) else load_events(events),
+            n_scans=n_scans,
+            t_r=t_r,
+            min_onset=min_onset,
+            slice_time_ref=slice_time_ref,
         )
-    if matrix is not None and not np.isfinite(matrix).all():
-        bad = [names[i] for i in np.flatnonzero(~np.isfinite(matrix).all(axis=0))]
-        raise ConfoundsError(
-            f"Confounds column(s) {bad} contain NaN or infinite values; fill or drop them "
-            "(fMRIPrep's derivative columns start with n/a)."
-        )
-    frame = None if events is None else load_events(events)
     return make_first_level_design_matrix(
         frame_times(n_scans, t_r, slice_time_ref),
         frame,

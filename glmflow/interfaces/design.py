@@ -2,11 +2,13 @@
 
 import os
 
-import nibabel as nib
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 
+from glmflow.core.contrasts import check_contrast_columns
+from glmflow.core.data import check_4d, load_img
 from glmflow.core.design import load_design, make_design_matrix, save_design
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
+from glmflow.interfaces.contrast import decode_contrast
 
 
 class _MakeDesignMatrixInputSpec(GLMFlowInputSpec):
@@ -35,6 +37,9 @@ class _MakeDesignMatrixInputSpec(GLMFlowInputSpec):
     drift_order = traits.Int(1, usedefault=True, desc="polynomial drift order")
     fir_delays = traits.List(traits.Float, desc="FIR delays in scans (hrf_model='fir')")
     min_onset = traits.Float(-24.0, usedefault=True, desc="earliest onset modelled (s)")
+    contrast_defs = traits.List(
+        traits.Str, desc="JSON contrast definitions to check against the columns (fail early)"
+    )
 
 
 class _MakeDesignMatrixOutputSpec(TraitedSpec):
@@ -55,7 +60,9 @@ class MakeDesignMatrix(SimpleInterface):
         else:
             n_scans = optional(self.inputs.n_scans)
             if optional(self.inputs.bold_file) is not None:
-                n_scans = nib.load(self.inputs.bold_file).shape[3]
+                img = load_img(self.inputs.bold_file)
+                check_4d(img, name=self.inputs.bold_file)
+                n_scans = img.shape[3]
             design = make_design_matrix(
                 n_scans,
                 t_r=self.inputs.t_r,
@@ -70,5 +77,7 @@ class MakeDesignMatrix(SimpleInterface):
                 fir_delays=optional(self.inputs.fir_delays) or None,
                 min_onset=self.inputs.min_onset,
             )
+        for text in optional(self.inputs.contrast_defs) or []:
+            check_contrast_columns(decode_contrast(text), design, run_file=self.inputs.bold_file)
         self._results["design_file"] = save_design(design, out)
         return runtime

@@ -1,0 +1,165 @@
+"""init_first_level_wf end to end: parity with nilearn, plugins, caching, early errors."""
+
+import filecmp
+import os
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_maps_equal
+from nilearn.glm.first_level import FirstLevelModel
+
+from glmflow.core.errors import ConfoundsError, ContrastError, EventsError, ImageError
+from glmflow.execution import run_workflow
+from glmflow.workflows import init_first_level_wf
+from glmflow.workflows.outputs import collect_outputs
+
+CONTRASTS = {"a - b": "a - b", "effects": {"def": [[1, 0], [0, 1]], "stat_type": "F"}}
+FIELDS = {"effect_files": "effect_size", "variance_files": "effect_variance",
+          "stat_files": "stat", "z_files": "z_score", "p_files": "p_value"}
+
+
+def run(study, base_dir, *, plugin="Linear", contrasts=CONTRASTS, confounds=None, **kw):
+    wf = init_first_level_wf(t_r=study["t_r"], contrasts=contrasts, **kw)
+    wf.inputs.inputnode.bold_files = study["bold"]
+    wf.inputs.inputnode.events_files = study["events"]
+    if confounds is not None:
+        wf.inputs.inputnode.confounds_files = confounds
+    plugin_args = {"n_procs": 2} if plugin == "MultiProc" else None
+    graph = run_workflow(wf, plugin=plugin, plugin_args=plugin_args, base_dir=base_dir)
+    return collect_outputs(wf, graph)
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1", "ar2"])
+def test_workflow_matches_nilearn(study, noise_model):
+    out = run(study, study["dir"] / "work", noise_model=noise_model, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = FirstLevelModel(t_r=study["t_r"], noise_model=noise_model, random_state=0).fit(
+            study["bold"], events=study["events"])
+    assert out["contrast_names"] == list(CONTRASTS)
+    assert out["stat_types"] == ["t", "F"]
+    for index, (definition, stat_type) in enumerate([("a - b", None), (np.eye(2), "F")]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = ref.compute_contrast(definition, stat_type=stat_type, output_type="all")
+        for field, key in FIELDS.items():
+            ours = nib.load(out[field][index]).get_fdata()
+            assert_maps_equal(ours, theirs[key].get_fdata(), what=f"{field}[{index}]")
+    for path, design in zip(out["design_files"], ref.design_matrices_, strict=True):
+        ours = pd.read_csv(path, sep="\t", index_col=0)
+        assert list(ours.columns) == list(design.columns)
+        np.testing.assert_allclose(ours.to_numpy(), design.to_numpy(), rtol=0, atol=1e-15)
+
+
+def test_linear_and_multiproc_give_identical_files(study):
+    linear = run(study, study["dir"] / "linear")
+    multi = run(study, study["dir"] / "multi", plugin="MultiProc")
+    for field in ("design_files", "model_files", *FIELDS):
+        for a, b in zip(linear[field], multi[field], strict=True):
+            assert filecmp.cmp(a, b, shallow=False), f"{field}: {a} != {b}"
+
+
+def _mtimes(paths):
+    return [os.stat(p).st_mtime_ns for p in paths]
+
+
+def test_rerun_uses_cache_and_recomputes_only_what_changed(study):
+    base = study["dir"] / "cache"
+    first = run(study, base)
+    design_t, model_t, z_t = (_mtimes(first["design_files"]), _mtimes(first["model_files"]),
+                              _mtimes(first["z_files"]))
+    z_ar1 = nib.load(first["z_files"][0]).get_fdata()
+    second = run(study, base)
+    assert _mtimes(second["model_files"]) == model_t  # nothing recomputed
+    assert _mtimes(second["z_files"]) == z_t
+    third = run(study, base, noise_model="ols")  # only the fit (and contrasts) depend on it
+    assert _mtimes(third["design_files"]) == design_t
+    assert _mtimes(third["model_files"]) != model_t
+    z_ols = nib.load(third["z_files"][0]).get_fdata()
+    assert np.abs(z_ar1 - z_ols).max() > 1e-3  # really refitted
+
+
+def test_changed_input_file_content_is_not_served_from_cache(study):
+    base = study["dir"] / "content"
+    first = run(study, base)
+    z_before = nib.load(first["z_files"][0]).get_fdata()
+    events = pd.read_csv(study["events"][0], sep="\t")
+    events.loc[0, "onset"] += 4.0  # same path, new content
+    events.to_csv(study["events"][0], sep="\t", index=False)
+    second = run(study, base)
+    assert np.abs(nib.load(second["z_files"][0]).get_fdata() - z_before).max() > 1e-6
+
+
+def _failure(study, tmp_path, **kw):
+    from glmflow.core.run_errors import WorkflowError
+
+    with pytest.raises(WorkflowError) as info:
+        run(study, tmp_path / "fail", **kw)
+    text = str(info.value)
+    # failed before any fit ran
+    assert not list((tmp_path / "fail").rglob("model.npz"))
+    return text
+
+
+def test_missing_events_column_fails_early(study, tmp_path):
+    bad = tmp_path / "bad_events.tsv"
+    pd.read_csv(study["events"][0], sep="\t").drop(columns="onset").to_csv(bad, sep="\t",
+                                                                          index=False)
+    study = {**study, "events": [str(bad), study["events"][1]]}
+    text = _failure(study, tmp_path)
+    assert "onset" in text and "bad_events.tsv" in text
+
+
+def test_confounds_with_wrong_rows_fail_early(study, tmp_path):
+    paths = []
+    for n in (79, 80):
+        path = tmp_path / f"conf{n}.tsv"
+        pd.DataFrame({"motion": np.arange(n, dtype=float)}).to_csv(path, sep="\t", index=False)
+        paths.append(str(path))
+    text = _failure(study, tmp_path, confounds=paths)
+    assert "79 rows" in text and "80 scans" in text
+
+
+def test_confounds_with_nan_fail_early(study, tmp_path):
+    paths = []
+    for run_index in range(2):
+        path = tmp_path / f"conf_nan{run_index}.tsv"
+        values = np.random.default_rng(run_index).standard_normal(80)
+        values[0] = np.nan  # leading n/a (fMRIPrep derivatives): filled, documented rule
+        values[40] = np.nan  # a gap in the middle: an error
+        pd.DataFrame({"trans_x_derivative1": values}).to_csv(path, sep="\t", index=False,
+                                                             na_rep="n/a")
+        paths.append(str(path))
+    text = _failure(study, tmp_path, confounds=paths)
+    assert "trans_x_derivative1" in text and "n/a" in text and "40" in text
+
+
+def test_unknown_contrast_column_fails_before_fitting(study, tmp_path):
+    text = _failure(study, tmp_path, contrasts={"oops": "a - c"})
+    assert "'c'" in text or "c" in text.split("token")[-1]
+    assert "a" in text and "b" in text  # the available columns are listed
+
+
+def test_3d_image_fails_early(study, tmp_path):
+    img = nib.load(study["bold"][0])
+    path = tmp_path / "vol3d.nii.gz"
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[..., 0], img.affine), path)
+    study = {**study, "bold": [str(path), study["bold"][1]]}
+    text = _failure(study, tmp_path)
+    assert "vol3d.nii.gz" in text and "4D" in text
+
+
+def test_error_classes_in_core():
+    from glmflow.core.design import make_design_matrix
+
+    with pytest.raises(ConfoundsError, match="rows"):
+        make_design_matrix(10, t_r=2.0, confounds=np.zeros((9, 1)))
+    with pytest.raises(ContrastError):
+        from glmflow.core.contrasts import contrast_weights
+        contrast_weights("x - y", ["a", "b"])
+    assert issubclass(ImageError, ValueError) and issubclass(EventsError, ValueError)
+    assert Path(__file__).exists()
