@@ -2,20 +2,60 @@
 
 One place decides how workflows execute, for the demo, the facade, the scripts and the
 command: content hashing for the cache, fast polling, one BLAS thread per worker process,
-the environment the SLURM/SGE plugins need, and one clear error when a node fails.
+the environment the SLURM/SGE plugins need, honest per-node resource requests, and one
+clear :class:`~glmflow.core.run_errors.WorkflowError` when a node fails or its batch job is
+killed.
+
+Nipype's plugins are used through thin subclasses (Nipype accepts a plugin instance in
+``Workflow.run``). They add what the stock plugins lack:
+
+* every failed node is recorded with its batch job id, job log and crash file;
+* a job that leaves the queue without a result (killed, out of memory, out of time) is
+  reported as such, instead of the ``TypeError`` nipype 1.11's crash reporter raises;
+* each batch job asks the scheduler for the node's ``mem_gb``/``n_procs`` and writes its log
+  to the workflow's ``batch`` folder; BLAS uses as many threads as the job was given.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import math
 import os
 import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback as tb_module
+from dataclasses import dataclass
+from pathlib import Path
+
+from glmflow.core.errors import ParameterError
+from glmflow.core.run_errors import NodeFailure, WorkflowError
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SGE", "SLURMGraph", "SGEGraph")
 
 #: Seconds between scheduler/pool polls. Nipype's default (2 s) dominates small nodes.
 POLL_SECONDS = {"MultiProc": 0.05, "SLURM": 0.5, "SGE": 0.5}
 
+#: Variables that set the size of BLAS / OpenMP thread pools.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
+#: Memory of a fresh Python that has imported nipype, nilearn and the interface (GiB).
+BASE_MEM_GB = 0.5
+
+
+# --------------------------------------------------------------------------- environment
 def prepare_environment():
     """Set the variables Nipype needs and that the batch plugins read.
 
@@ -27,16 +67,583 @@ def prepare_environment():
         os.environ["LOGNAME"] = os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name
 
 
+@contextlib.contextmanager
+def _thread_environment(n_threads):
+    """Set the BLAS thread variables for the duration of a run (inherited by workers)."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    try:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(n_threads)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _is_nipype_default(execution, key):
+    """True if ``execution[key]`` is unset or still Nipype's global default.
+
+    Workflows start with a full copy of Nipype's config, so ``setdefault`` never applies;
+    a value equal to the global default was not chosen by the user.
+    """
+    from nipype import config as nipype_config
+
+    if key not in execution:
+        return True
+    default = nipype_config.get("execution", key, None)
+    return str(execution[key]) == str(default) or (
+        key == "crashdump_dir" and str(execution[key]) == os.getcwd()
+    )
+
+
 def configure(workflow, *, plugin="Linear", base_dir=None):
-    """Apply glmflow's execution defaults to ``workflow`` (in place) and return it."""
+    """Apply glmflow's execution defaults to ``workflow`` (in place) and return it.
+
+    Content hashing (the cache survives copies and touches), text crash files kept with
+    the cache in ``<base_dir>/<workflow>/crash``, and polling every
+    :data:`POLL_SECONDS` unless the caller chose a value.
+    """
     if base_dir is not None:
         workflow.base_dir = str(base_dir)
     execution = workflow.config.setdefault("execution", {})
     execution["hash_method"] = "content"
     execution["remove_unnecessary_outputs"] = False
     execution["crashfile_format"] = "txt"
-    execution.setdefault("poll_sleep_duration", POLL_SECONDS.get(plugin, 0.5))
+    if _is_nipype_default(execution, "poll_sleep_duration"):
+        execution["poll_sleep_duration"] = POLL_SECONDS.get(plugin, 0.5)
+    if workflow.base_dir and _is_nipype_default(execution, "crashdump_dir"):
+        execution["crashdump_dir"] = str(Path(workflow.base_dir) / workflow.name / "crash")
     return workflow
+
+
+# --------------------------------------------------------------------------- resources
+@dataclass(frozen=True)
+class NodeResources:
+    """What one node asks the scheduler (and MultiProc) for."""
+
+    mem_gb: float
+    n_procs: int = 1
+
+
+def _round_up(gib, step=0.1):
+    return round(math.ceil(gib / step - 1e-9) * step, 3)
+
+
+def _image_geometry(bold_file):
+    """(voxels per volume, volumes) from the header only; GIFTI counts vertices x arrays."""
+    import nibabel as nib
+
+    img = nib.load(str(bold_file))
+    if hasattr(img, "darrays"):  # GIFTI: one data array per volume
+        n_vol = len(img.darrays)
+        n_vox = int(img.darrays[0].data.shape[0]) if n_vol else 0
+        return n_vox, n_vol
+    shape = img.shape
+    n_vox = int(math.prod(shape[:3]))
+    n_vol = int(shape[3]) if len(shape) > 3 else 1
+    return n_vox, n_vol
+
+
+def estimate_node_resources(bold_files, *, n_regressors=40):
+    """Memory each kind of glmflow node needs for these runs.
+
+    The estimates come from the data size read from the image headers (nothing is
+    loaded): a fit holds the run in float64 a few times over (data, whitened copy,
+    residuals); contrasts hold each run's betas and covariances.
+
+    Parameters
+    ----------
+    bold_files : str, Path or list of them
+        The runs (4D NIfTI or GIFTI).
+    n_regressors : int, default=40
+        Upper bound on design columns, for the size of the model files.
+
+    Returns
+    -------
+    dict
+        Maps interface class name (``FitGLM``, ``ComputeMask``, ``EstimateContrast``,
+        ``MakeDesignMatrix``, ``GLMReport``) to :class:`NodeResources`.
+    """
+    if isinstance(bold_files, (str, os.PathLike)):
+        bold_files = [bold_files]
+    geometry = [_image_geometry(f) for f in bold_files]
+    if not geometry:
+        raise ParameterError("estimate_node_resources needs at least one BOLD file; got none.")
+    gib = 1024.0**3
+    run_bytes = max(n_vox * n_vol for n_vox, n_vol in geometry) * 8 / gib
+    vol_bytes = max(n_vox for n_vox, _ in geometry) * 8 / gib
+    models = len(geometry) * vol_bytes * (n_regressors + 2)
+    return {
+        "MakeDesignMatrix": NodeResources(_round_up(BASE_MEM_GB)),
+        "ComputeMask": NodeResources(_round_up(BASE_MEM_GB + 1.5 * run_bytes)),
+        "FitGLM": NodeResources(_round_up(BASE_MEM_GB + 3.0 * run_bytes)),
+        "EstimateContrast": NodeResources(_round_up(BASE_MEM_GB + 2.0 * models)),
+        "GLMReport": NodeResources(_round_up(BASE_MEM_GB + 2.0 * vol_bytes * len(geometry))),
+    }
+
+
+def _all_nodes(workflow):
+    for name in workflow.list_node_names():
+        yield workflow.get_node(name)
+
+
+def apply_node_resources(workflow, bold_files):
+    """Set ``mem_gb`` (and ``n_procs``) on the glmflow nodes of ``workflow``, in place.
+
+    Nodes are matched by interface class, so the function works on any workflow built
+    from glmflow's interfaces, nested or not. Other nodes keep their settings.
+
+    Returns
+    -------
+    dict
+        Full node name -> :class:`NodeResources` that was applied.
+    """
+    estimates = estimate_node_resources(bold_files)
+    applied = {}
+    for node in _all_nodes(workflow):
+        res = estimates.get(type(node.interface).__name__)
+        if res is None:
+            continue
+        node._mem_gb = res.mem_gb  # Node.mem_gb has no setter
+        node.n_procs = res.n_procs
+        applied[node.fullname] = res
+    return applied
+
+
+def _bold_files_of(workflow):
+    """The ``bold_files`` set on the workflow's inputnode, or None."""
+    with contextlib.suppress(Exception):
+        value = workflow.get_node("inputnode").inputs.bold_files
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if value and all(isinstance(v, (str, os.PathLike)) and os.path.exists(v) for v in value):
+            return list(value)
+    return None
+
+
+# --------------------------------------------------------------------------- failures
+_EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)):?\s?(.*)$")
+
+
+def _reason_from_traceback(text):
+    """The innermost ``SomeError: message`` line of a traceback (text or list of lines)."""
+    if isinstance(text, (list, tuple)):
+        text = "".join(text)
+    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
+    # Nipype nests the interface's traceback inside its own; the last error line is the root.
+    for line in reversed(lines):
+        if _EXC_LINE.match(line):
+            return line
+    return lines[-1] if lines else "unknown error"
+
+
+def _crash_file_for(crashdump_dir, node_id):
+    if not crashdump_dir:
+        return None
+    hits = sorted(glob.glob(os.path.join(crashdump_dir, f"crash-*-{node_id}-*")))
+    return hits[-1] if hits else None
+
+
+class _RecordingMixin:
+    """Records each failed node (Distributed plugins: MultiProc, SLURM, SGE)."""
+
+    _glmflow_plugin = "local"
+
+    def _init_records(self):
+        self.failures = []
+        self._current_taskid = None
+
+    def _clean_queue(self, jobid, graph, result=None):
+        self._current_jobid = jobid
+        try:
+            return super()._clean_queue(jobid, graph, result=result)
+        finally:
+            self._current_jobid = None
+
+    def _node_label(self, node):
+        """Full node name; a MapNode item is named after its MapNode plus the item index."""
+        jobid = getattr(self, "_current_jobid", None)
+        parent = (getattr(self, "mapnodesubids", None) or {}).get(jobid)
+        if parent is not None:
+            mapnode = self.procs[parent]
+            item = node.name[len(mapnode.name) + 1 :] if node.name.startswith("_") else node.name
+            return f"{mapnode.fullname}[{item}]"
+        return node.fullname
+
+    def _get_result(self, taskid):
+        self._current_taskid = taskid
+        result = super()._get_result(taskid)
+        if not (result and result.get("traceback")):
+            self._current_taskid = None
+        return result
+
+    def _report_crash(self, node, result=None):
+        killed = False
+        if result is not None:
+            tb = result.get("traceback")
+            if isinstance(tb, str):
+                # nipype 1.11 passes a string when a batch job vanished; its reporter then
+                # does ``str += list`` and raises TypeError. Give it the list it expects.
+                killed = "results file does not exist" in tb
+                result = dict(result, traceback=tb.splitlines(keepends=True))
+            text = "".join(result.get("traceback") or [])
+        else:
+            text = "".join(tb_module.format_exception(*sys.exc_info()))
+        crash_file = super()._report_crash(node, result=result)
+        taskid, self._current_taskid = self._current_taskid, None
+        failure = NodeFailure(
+            node=self._node_label(node),
+            reason=_reason_from_traceback(text),
+            crash_file=crash_file,
+            work_dir=_safe_output_dir(node),
+            killed=killed,
+        )
+        self._describe_job(failure, taskid)
+        self.failures.append(failure)
+        return crash_file
+
+    def _describe_job(self, failure, taskid):
+        """Add what the scheduler knows (batch plugins override)."""
+
+
+def _safe_output_dir(node):
+    with contextlib.suppress(Exception):
+        return node.output_dir()
+    return None
+
+
+def _run_node_with_threads(node, updatehash, taskid):
+    """MultiProc worker: run a node with at most ``node.n_procs`` BLAS threads."""
+    from nipype.pipeline.plugins.multiproc import run_node
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, int(node.n_procs or 1))):
+        return run_node(node, updatehash, taskid)
+
+
+def _make_multiproc_plugin(plugin_args):
+    from nipype.pipeline.plugins.multiproc import MultiProcPlugin
+
+    class GlmflowMultiProcPlugin(_RecordingMixin, MultiProcPlugin):
+        _glmflow_plugin = "MultiProc"
+
+        def __init__(self, plugin_args=None):
+            super().__init__(plugin_args=plugin_args)
+            self._init_records()
+
+        def _submit_job(self, node, updatehash=False):
+            # as MultiProcPlugin._submit_job, with a thread limit around the node
+            self._taskid += 1
+            if getattr(node.interface, "terminal_output", "") == "stream":
+                node.interface.terminal_output = "allatonce"
+            future = self.pool.submit(_run_node_with_threads, node, updatehash, self._taskid)
+            future.add_done_callback(self._async_callback)
+            self._task_obj[self._taskid] = future
+            return self._taskid
+
+    return GlmflowMultiProcPlugin(plugin_args=plugin_args)
+
+
+# --------------------------------------------------------------------------- batch plugins
+def _has_option(args, short=None, long=None):
+    """True if the shell-style ``args`` contain ``-x``/``-xVALUE`` or ``--long[=...]``."""
+    try:
+        tokens = shlex.split(args or "")
+    except ValueError:
+        tokens = (args or "").split()
+    for tok in tokens:
+        if short and (tok == short or (tok.startswith(short) and not tok.startswith("--"))):
+            return True
+        if long and (tok == long or tok.startswith(long + "=")):
+            return True
+    return False
+
+
+def _option_value(args, short=None, long=None):
+    try:
+        tokens = shlex.split(args or "")
+    except ValueError:
+        return None
+    for i, tok in enumerate(tokens):
+        if tok in (short, long) and i + 1 < len(tokens):
+            return tokens[i + 1]
+        if long and tok.startswith(long + "="):
+            return tok.split("=", 1)[1]
+        if short and tok.startswith(short) and not tok.startswith("--") and len(tok) > 2:
+            return tok[2:]
+    return None
+
+
+def _batch_dir(node):
+    # where nipype's create_pyscript puts the job scripts
+    if node._hierarchy:
+        return os.path.join(node.base_dir, node._hierarchy.split(".")[0], "batch")
+    return os.path.join(node.base_dir, "batch")
+
+
+def _run_quiet(cmd, timeout=15):
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, str(exc)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+class _BatchMixin(_RecordingMixin):
+    """Resource requests, job logs and job records for the SLURM and SGE plugins."""
+
+    _args_key = "sbatch_args"
+    #: plugin_args keys understood by glmflow, removed before nipype sees them
+    _own_keys = ("request_resources", "sge_memory_resource", "sge_pe")
+
+    def _setup_batch(self, plugin_args):
+        plugin_args = plugin_args or {}
+        self._request_resources = bool(plugin_args.get("request_resources", True))
+        self._sge_memory_resource = plugin_args.get("sge_memory_resource", "mem_free")
+        self._sge_pe = plugin_args.get("sge_pe", "smp")
+        self._jobs = {}
+        # BLAS gets the cpus the scheduler granted, one unless the node asked for more
+        exports = "\n".join(
+            f"export {name}=${{{self._cpu_variable}:-1}}" for name in THREAD_VARIABLES
+        )
+        self._template = self._template.rstrip("\n") + "\n" + exports + "\n"
+        self._init_records()
+
+    def _global_args(self):
+        return getattr(self, "_sbatch_args", None) or getattr(self, "_qsub_args", None) or ""
+
+    def _submit_job(self, node, updatehash=False):
+        # ``node`` is nipype's private deepcopy, so its plugin_args can be extended safely.
+        node_args = dict(node.plugin_args or {})
+        own = node_args.get(self._args_key, "")
+        combined = own if node_args.get("overwrite") else f"{self._global_args()} {own}"
+        extra = self._extra_args(node, combined, _batch_dir(node))
+        if extra:
+            node_args[self._args_key] = f"{own} {extra}".strip()
+            node.plugin_args = node_args
+        return super()._submit_job(node, updatehash=updatehash)
+
+    def _submit_batchtask(self, scriptfile, node):
+        try:
+            taskid = super()._submit_batchtask(scriptfile, node)
+        except (IndexError, AttributeError, RuntimeError, OSError) as exc:
+            raise WorkflowError(
+                f"Could not submit node '{node.fullname}' to {self._glmflow_plugin}: "
+                f"{type(exc).__name__}: {exc}. Is the scheduler up "
+                f"({'sinfo' if self._glmflow_plugin == 'SLURM' else 'qstat -f'}) and are the "
+                "plugin_args valid?",
+                plugin=self._glmflow_plugin,
+            ) from exc
+        args = node.plugin_args.get(self._args_key, "") if node.plugin_args else ""
+        combined = (
+            args if (node.plugin_args or {}).get("overwrite") else f"{self._global_args()} {args}"
+        )
+        self._jobs[taskid] = dict(
+            node=node.fullname, batch_dir=os.path.dirname(scriptfile), args=combined
+        )
+        return taskid
+
+    def _describe_job(self, failure, taskid):
+        if taskid is None or taskid not in self._jobs:
+            return
+        failure.job_id = str(taskid)
+        failure.log_files = self._log_files(taskid, self._jobs[taskid])
+        if failure.killed:
+            failure.job_state = self._job_state(taskid)
+            failure.reason = (
+                "the job ended without writing a result (killed by the scheduler or a user, "
+                "out of memory or time, or the compute node failed)"
+            )
+
+
+class _SlurmMixin(_BatchMixin):
+    _glmflow_plugin = "SLURM"
+    _args_key = "sbatch_args"
+    _cpu_variable = "SLURM_CPUS_PER_TASK"
+
+    def _extra_args(self, node, combined, batch_dir):
+        extra = []
+        if self._request_resources:
+            if not _has_option(combined, long="--mem") and not _has_option(
+                combined, long="--mem-per-cpu"
+            ):
+                extra.append(f"--mem={max(1, math.ceil(node.mem_gb * 1024))}M")
+            if not _has_option(combined, "-c", "--cpus-per-task"):
+                extra.append(f"--cpus-per-task={max(1, int(node.n_procs or 1))}")
+        if not _has_option(combined, "-o", "--output"):
+            extra.append("-o " + shlex.quote(os.path.join(batch_dir, "slurm-%j.out")))
+        return " ".join(extra)
+
+    def _log_files(self, taskid, job):
+        pattern = _option_value(job["args"], "-o", "--output") or os.path.join(
+            job["batch_dir"], "slurm-%j.out"
+        )
+        out = pattern.replace("%j", str(taskid)).replace("%A", str(taskid))
+        files = [os.path.abspath(out)]
+        err = _option_value(job["args"], "-e", "--error")
+        if err:
+            files.append(os.path.abspath(err.replace("%j", str(taskid))))
+        return [f for f in dict.fromkeys(files) if os.path.exists(f)] or files
+
+    def _job_state(self, taskid):
+        rc, out = _run_quiet(["scontrol", "-o", "show", "job", str(taskid)])
+        if rc != 0:
+            return None
+        fields = dict(re.findall(r"(\w+)=(\S*)", out))
+        parts = [fields.get("JobState")]
+        if fields.get("Reason") and fields["Reason"] != "None":
+            parts.append(f"reason {fields['Reason']}")
+        if fields.get("ExitCode"):
+            parts.append(f"exit code {fields['ExitCode']}")
+        return ", ".join(p for p in parts if p) or None
+
+
+class _SgeMixin(_BatchMixin):
+    _glmflow_plugin = "SGE"
+    _args_key = "qsub_args"
+    _cpu_variable = "NSLOTS"
+
+    def _extra_args(self, node, combined, batch_dir):
+        extra = []
+        if self._request_resources:
+            mem = self._sge_memory_resource
+            if mem and f"{mem}=" not in combined and "h_vmem=" not in combined:
+                extra.append(f"-l {mem}={max(1, math.ceil(node.mem_gb * 1024))}M")
+            n_procs = max(1, int(node.n_procs or 1))
+            if n_procs > 1 and self._sge_pe and not _has_option(combined, "-pe"):
+                extra.append(f"-pe {self._sge_pe} {n_procs}")
+        if not _has_option(combined, "-o"):
+            extra.append("-o " + shlex.quote(batch_dir))
+        if not _has_option(combined, "-e") and not _has_option(combined, "-j"):
+            extra.append("-j y")  # one log per job
+        return " ".join(extra)
+
+    def _log_files(self, taskid, job):
+        found = []
+        for folder in {job["batch_dir"], _option_value(job["args"], "-o") or job["batch_dir"]}:
+            if os.path.isdir(folder):
+                found += sorted(glob.glob(os.path.join(folder, f"*.[oe]{taskid}")))
+            elif folder and os.path.exists(folder):
+                found.append(folder)
+        return [os.path.abspath(f) for f in dict.fromkeys(found)] or [
+            os.path.join(job["batch_dir"], f"<job name>.o{taskid}")
+        ]
+
+    def _job_state(self, taskid):
+        # accounting is flushed a moment after the job ends
+        for _ in range(3):
+            rc, out = _run_quiet(["qacct", "-j", str(taskid)])
+            if rc == 0:
+                fields = {}
+                for line in out.splitlines():
+                    key, _, value = line.partition(" ")
+                    fields[key] = value.strip()
+                return f"failed {fields.get('failed', '?')}, exit status " + fields.get(
+                    "exit_status", "?"
+                )
+            time.sleep(1)
+        return None
+
+
+def _make_batch_plugin(plugin, plugin_args):
+    if plugin == "SLURM":
+        from nipype.pipeline.plugins.slurm import SLURMPlugin as base
+
+        mixin = _SlurmMixin
+    else:
+        from nipype.pipeline.plugins.sge import SGEPlugin as base
+
+        mixin = _SgeMixin
+
+    class GlmflowBatchPlugin(mixin, base):
+        def __init__(self, plugin_args=None):
+            nipype_args = {
+                k: v for k, v in (plugin_args or {}).items() if k not in _BatchMixin._own_keys
+            }
+            super().__init__(plugin_args=nipype_args)
+            self._setup_batch(plugin_args)
+
+    GlmflowBatchPlugin.__name__ = f"Glmflow{plugin}Plugin"
+    return GlmflowBatchPlugin(plugin_args=plugin_args)
+
+
+def check_scheduler(plugin):
+    """Raise :class:`WorkflowError` unless the SLURM/SGE client tools reach a scheduler.
+
+    Nipype would otherwise fail late and obscurely (``IndexError`` after its retries).
+    """
+    if plugin.startswith("SLURM"):
+        tool, cmd = "sbatch", ["scontrol", "ping"]
+    elif plugin.startswith("SGE"):
+        tool, cmd = "qsub", ["qstat", "-f"]
+    else:
+        return
+    if shutil.which(tool) is None:
+        raise WorkflowError(
+            f"plugin={plugin!r} needs the {tool} command, which is not on PATH.", plugin=plugin
+        )
+    rc, out = _run_quiet(cmd, timeout=30)
+    if rc != 0 or (plugin.startswith("SLURM") and "UP" not in out):
+        raise WorkflowError(
+            f"plugin={plugin!r}: the scheduler does not answer (`{' '.join(cmd)}` said: "
+            f"{out[-300:] or 'nothing'}). Start it or run on MultiProc.",
+            plugin=plugin,
+        )
+
+
+# --------------------------------------------------------------------------- running
+def _make_plugin(plugin, plugin_args):
+    if plugin == "MultiProc":
+        return _make_multiproc_plugin(plugin_args)
+    if plugin in ("SLURM", "SGE"):
+        return _make_batch_plugin(plugin, plugin_args)
+    if plugin == "Linear":
+        return _make_linear_plugin(plugin_args)
+    return None  # the Graph plugins run by name
+
+
+def _make_linear_plugin(plugin_args):
+    from nipype.pipeline.plugins.linear import LinearPlugin
+
+    class GlmflowLinearPlugin(LinearPlugin):
+        """Linear, remembering which nodes raised (through nipype's status callback)."""
+
+        def __init__(self, plugin_args=None):
+            super().__init__(plugin_args=plugin_args)
+            self.failed_nodes = []
+            self.failures = []
+            user_callback = self._status_callback
+
+            # Kept on the instance, not in plugin_args: MapNodes pickle their plugin_args.
+            def callback(node, status):
+                if status == "exception":
+                    self.failed_nodes.append(node)
+                if user_callback is not None:
+                    user_callback(node, status)
+
+            self._status_callback = callback
+
+    return GlmflowLinearPlugin(plugin_args=plugin_args)
+
+
+def _summarise(failures, plugin, exc):
+    if not failures:
+        return (
+            f"The workflow did not finish on {plugin}: {type(exc).__name__}: "
+            f"{_reason_from_traceback(str(exc)) if str(exc) else ''}"
+        )
+    head = (
+        f"{len(failures)} nodes failed on {plugin}; the first one:\n" if len(failures) > 1 else ""
+    )
+    text = head + failures[0].describe(plugin)
+    if len(failures) > 1:
+        text += "\nAlso failed: " + ", ".join(f.node for f in failures[1:])
+    return (
+        text + "\nCompleted nodes are cached: run again with the same working directory to resume."
+    )
 
 
 def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
@@ -48,12 +655,57 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
     plugin : str, default="Linear"
         One of ``Linear``, ``MultiProc``, ``SLURM``, ``SGE`` (or the Graph variants).
     plugin_args : dict, optional
-        Passed to the plugin unchanged (``n_procs``, ``sbatch_args``, ``qsub_args``, ...).
+        Passed to the plugin (``n_procs``, ``sbatch_args``, ``qsub_args``, ``max_jobs``,
+        ``template``...). glmflow also reads, for SLURM/SGE: ``request_resources``
+        (default True: add each node's ``--mem``/``--cpus-per-task`` or ``-l mem_free``/``-pe``
+        unless the arguments already request memory/cpus), ``sge_memory_resource``
+        (default ``"mem_free"``; e.g. ``"h_vmem"`` where that complex is consumable) and
+        ``sge_pe`` (default ``"smp"``, used only for nodes with ``n_procs > 1``).
     base_dir : str or Path, optional
         Where Nipype keeps its working directories (the cache).
+
+    Raises
+    ------
+    WorkflowError
+        A node failed or its batch job was killed; the message names the node, the job id,
+        the job log and the crash file. Running again with the same ``base_dir`` resumes.
     """
     if plugin not in PLUGINS:
-        raise ValueError(f"plugin must be one of {', '.join(PLUGINS)}; got {plugin!r}.")
+        raise ParameterError(f"plugin must be one of {', '.join(PLUGINS)}; got {plugin!r}.")
     prepare_environment()
     configure(workflow, plugin=plugin, base_dir=base_dir)
-    return workflow.run(plugin=plugin, plugin_args=dict(plugin_args or {}))
+    check_scheduler(plugin)
+    plugin_args = dict(plugin_args or {})
+    bold_files = _bold_files_of(workflow)
+    if bold_files:
+        apply_node_resources(workflow, bold_files)
+
+    runner = _make_plugin(plugin, plugin_args)
+    parallel = plugin != "Linear"
+    threads = contextlib.nullcontext() if not parallel else _thread_environment(1)
+    try:
+        with threads:
+            if runner is not None:
+                return workflow.run(plugin=runner)
+            return workflow.run(plugin=plugin, plugin_args=plugin_args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        failures = list(getattr(runner, "failures", []))
+        crash_dir = workflow.config["execution"].get("crashdump_dir")
+        for node in getattr(runner, "failed_nodes", []):  # Linear
+            crash = _crash_file_for(crash_dir, node._id)
+            text = Path(crash).read_text(errors="replace") if crash else str(exc)
+            failures.append(
+                NodeFailure(
+                    node=node.fullname,
+                    reason=_reason_from_traceback(text),
+                    crash_file=crash,
+                    work_dir=_safe_output_dir(node),
+                )
+            )
+        if isinstance(exc, WorkflowError) and not failures:
+            raise
+        raise WorkflowError(
+            _summarise(failures, plugin, exc), failures=failures, plugin=plugin
+        ) from exc

@@ -51,52 +51,6 @@ def load_events(events, *, source=None) -> pd.DataFrame:
     )
 
 
-def load_confounds(confounds, *, columns=None, source=None):
-    """Return confounds as ``(matrix, names)``, or ``(None, None)`` for no confounds.
-
-    Parameters
-    ----------
-    confounds : DataFrame, ndarray, str, Path or None
-        A table with one row per scan. Arrays get nilearn's names ``confound_0``, ...
-    columns : list of str, optional
-        Keep only these columns (in this order); each must exist.
-    source : str, optional
-        How to name the confounds in error messages.
-    """
-    if confounds is None:
-        return None, None
-    label = source
-    if isinstance(confounds, (str, Path)):
-        label = label or str(confounds)
-        confounds = read_table(confounds, what="confounds")
-    if isinstance(confounds, pd.DataFrame):
-        frame = confounds
-    else:
-        matrix = np.asarray(confounds)
-        if matrix.ndim == 1:
-            matrix = matrix[:, None]
-        if matrix.ndim != 2:
-            raise ConfoundsError(
-                f"confounds {label or ''} must be 2D (scans x confounds); got shape {matrix.shape}."
-            )
-        frame = pd.DataFrame(matrix, columns=[f"confound_{i}" for i in range(matrix.shape[1])])
-    if columns:
-        missing = [name for name in columns if name not in frame.columns]
-        if missing:
-            raise ConfoundsError(
-                f"Confounds {label or ''} have no column(s) {missing}; "
-                f"available: {list(frame.columns)}."
-            )
-        frame = frame[list(columns)]
-    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise ConfoundsError(
-            f"Confounds {label or ''} column(s) {non_numeric} are not numeric; every confound "
-            "must be a number per scan."
-        )
-    return frame.to_numpy(dtype=float), [str(c) for c in frame.columns]
-
-
 def make_design_matrix(
     n_scans,
     *,
