@@ -1,0 +1,1 @@
+"""Surface and CIFTI-2 tests."""
