@@ -7,6 +7,7 @@ from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 from glmflow.core.contrasts import check_contrast_columns
 from glmflow.core.data import check_4d, load_img
 from glmflow.core.design import load_design, make_design_matrix, save_design
+from glmflow.core.validation import check_design
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
 from glmflow.interfaces.contrast import decode_contrast
 
@@ -77,6 +78,7 @@ class MakeDesignMatrix(SimpleInterface):
                 fir_delays=optional(self.inputs.fir_delays) or None,
                 min_onset=self.inputs.min_onset,
             )
+        design = check_design(design, source=given)
         for text in optional(self.inputs.contrast_defs) or []:
             check_contrast_columns(decode_contrast(text), design, run_file=self.inputs.bold_file)
         self._results["design_file"] = save_design(design, out)

@@ -10,6 +10,7 @@ from glmflow.core.data import load_masked_run
 from glmflow.core.design import load_design
 from glmflow.core.glm import chunk_size_for, fit_glm, save_model
 from glmflow.core.io import read_sample_mask, save_img
+from glmflow.core.validation import check_design, check_sample_mask
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
 
 
@@ -62,16 +63,22 @@ class FitGLM(SimpleInterface):
             target_shape=optional(self.inputs.target_shape),
         )
         sample_file = optional(self.inputs.sample_mask_file)
+        design = check_design(load_design(self.inputs.design_file),
+                              source=self.inputs.design_file)
+        sample_mask = None
+        if sample_file is not None:
+            sample_mask = check_sample_mask(read_sample_mask(sample_file), n_scans=raw.shape[0],
+                                            source=sample_file, n_regressors=design.shape[1])
         scaling = self.inputs.signal_scaling
         model, outputs = fit_glm(
             raw,
-            load_design(self.inputs.design_file),
+            design,
             mask_img=mask_img,
             noise_model=self.inputs.noise_model,
             t_r=optional(self.inputs.t_r),
             signal_scaling=tuple(scaling) if isinstance(scaling, list) else scaling,
             standardize=self.inputs.standardize,
-            sample_mask=None if sample_file is None else read_sample_mask(sample_file),
+            sample_mask=sample_mask,
             random_state=optional(self.inputs.random_state),
             chunk_size=chunk_size_for(raw.shape[0], self.inputs.chunk_mb),
             keep_outputs=not self.inputs.minimize_memory,

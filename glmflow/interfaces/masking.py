@@ -7,6 +7,7 @@ from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, Trai
 
 from glmflow.core.data import compute_mask
 from glmflow.core.io import save_img
+from glmflow.core.validation import check_bold_images, check_mask
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
 
 
@@ -32,6 +33,10 @@ class ComputeMask(SimpleInterface):
 
     def _run_interface(self, runtime):
         affine = optional(self.inputs.target_affine)
+        runs = check_bold_images(list(self.inputs.bold_files))
+        given = optional(self.inputs.mask_file)
+        if given is not None:
+            check_mask(given, runs[0])
         mask = compute_mask(
             self.inputs.bold_files,
             optional(self.inputs.mask_file),

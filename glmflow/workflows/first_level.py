@@ -6,6 +6,7 @@ import numpy as np
 from nipype.interfaces.utility import Function, IdentityInterface
 from nipype.pipeline import engine as pe
 
+from glmflow.core.expressions import contrast_names
 from glmflow.core.validation import check_model_parameters
 from glmflow.interfaces import ComputeMask, EstimateContrast, FitGLM, MakeDesignMatrix
 from glmflow.interfaces.contrast import encode_contrast
@@ -39,10 +40,20 @@ def normalize_contrasts(contrasts):
                 )
             stat_type = definition.get("stat_type")
             definition = definition["def"]
+        for expression in _expressions(definition):
+            contrast_names(expression)  # a malformed or malicious string fails now
         if stat_type not in (None, "t", "F"):
             raise ValueError(f"Contrast {name!r}: stat_type must be 't' or 'F'; got {stat_type!r}.")
         out.append((str(name), encode_contrast(definition), stat_type))
     return out
+
+
+def _expressions(definition):
+    if isinstance(definition, str):
+        return [definition]
+    if isinstance(definition, (list, tuple)):
+        return [item for item in definition if isinstance(item, str)]
+    return []
 
 
 def _pad_runs(bold_files, optional_files=None):
