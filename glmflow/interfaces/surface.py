@@ -124,12 +124,25 @@ class FitSurfaceGLM(SimpleInterface):
         from glmflow.core.design import load_design
         from glmflow.core.glm import chunk_size_for, save_model
         from glmflow.core.io import read_sample_mask
-        from glmflow.core.surface import fit_surface_run, load_mask, resolve_mesh, save_maps
+        from glmflow.core.surface import (
+            fit_surface_run,
+            load_mask,
+            n_scans,
+            resolve_mesh,
+            save_maps,
+        )
+        from glmflow.core.validation import check_design, check_sample_mask
 
         geometry = load_mask(list(self.inputs.mask_files))
         mesh = optional(self.inputs.mesh)
-        design = load_design(self.inputs.design_file)
+        design = check_design(load_design(self.inputs.design_file),
+                              source=self.inputs.design_file)
         sample_file = optional(self.inputs.sample_mask_file)
+        sample_mask = None
+        if sample_file is not None:
+            sample_mask = check_sample_mask(
+                read_sample_mask(sample_file), n_scans=n_scans(list(self.inputs.bold_file)),
+                source=sample_file, n_regressors=design.shape[1])
         scaling = self.inputs.signal_scaling
         model, outputs = fit_surface_run(
             list(self.inputs.bold_file),
@@ -141,7 +154,7 @@ class FitSurfaceGLM(SimpleInterface):
             t_r=optional(self.inputs.t_r),
             signal_scaling=tuple(scaling) if isinstance(scaling, list) else scaling,
             standardize=self.inputs.standardize,
-            sample_mask=None if sample_file is None else read_sample_mask(sample_file),
+            sample_mask=sample_mask,
             random_state=optional(self.inputs.random_state),
             chunk_size=chunk_size_for(len(design), self.inputs.chunk_mb),
             keep_outputs=not self.inputs.minimize_memory,

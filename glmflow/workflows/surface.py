@@ -5,7 +5,7 @@ from __future__ import annotations
 from nipype.interfaces.utility import Function, IdentityInterface
 from nipype.pipeline import engine as pe
 
-from glmflow.core.glm import parse_noise_model
+from glmflow.core.validation import check_model_parameters
 from glmflow.interfaces import MakeDesignMatrix
 from glmflow.interfaces.surface import (
     ComputeSurfaceMask,
@@ -97,7 +97,12 @@ def init_surface_first_level_wf(
         ``minimize_memory=False`` also ``residuals_files``, ``predicted_files``,
         ``r_square_files`` (one list per run).
     """
-    parse_noise_model(noise_model)
+    check_model_parameters(
+        t_r=t_r, slice_time_ref=slice_time_ref, hrf_model=hrf_model, drift_model=drift_model,
+        high_pass=high_pass, drift_order=drift_order, fir_delays=fir_delays,
+        min_onset=min_onset, smoothing_fwhm=smoothing_fwhm, signal_scaling=signal_scaling,
+        noise_model=noise_model,
+    )
     contrast_specs = normalize_contrasts(contrasts)
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (
@@ -138,6 +143,7 @@ def init_surface_first_level_wf(
         iterfield=["n_scans", "events_file", "confounds_file", "design_file"],
         name="design",
     )
+    design.inputs.contrast_defs = [spec[1] for spec in contrast_specs]
     if fir_delays is not None:
         design.inputs.fir_delays = [float(d) for d in fir_delays]
     if confound_columns:
