@@ -613,6 +613,56 @@ def to_surface_image(values, geometry, mesh):
     return SurfaceImage(mesh=resolve_mesh(mesh), data=unmask(values, geometry))
 
 
+def save_surface_image(img, stem):
+    """Write a ``SurfaceImage``'s data as a GIFTI pair, keeping its dtype (values exact).
+
+    Returns ``[hemi-L_<stem>.func.gii, hemi-R_<stem>.func.gii]``.
+    """
+    stem = Path(stem)
+    paths = []
+    for hemi, data in img.data.parts.items():
+        data = np.asarray(data)
+        dtype = data.dtype if data.dtype.kind == "f" else np.float64
+        path = stem.parent / f"hemi-{HEMI_LABEL[hemi]}_{stem.name}.func.gii"
+        paths.append(save_gifti(gifti_image(data, hemi, dtype=dtype), path))
+    return paths
+
+
+def save_mesh(mesh, stem):
+    """Write a ``PolyMesh`` as a GIFTI surface pair, coordinates' dtype kept (areas exact).
+
+    Returns ``[hemi-L_<stem>.surf.gii, hemi-R_<stem>.surf.gii]``.
+    """
+    stem = Path(stem)
+    paths = []
+    for hemi, part in resolve_mesh(mesh).parts.items():
+        loaded = part.loaded() if hasattr(part, "loaded") else part
+        coords = np.asarray(loaded.coordinates)
+        meta = nib.gifti.GiftiMetaData({"AnatomicalStructurePrimary": GIFTI_STRUCTURE[hemi]})
+        img = nib.gifti.GiftiImage(meta=meta, darrays=[
+            nib.gifti.GiftiDataArray(
+                coords, intent="NIFTI_INTENT_POINTSET",
+                datatype=nib.nifti1.data_type_codes.niistring[coords.dtype]),
+            nib.gifti.GiftiDataArray(np.asarray(loaded.faces, np.int32),
+                                     intent="NIFTI_INTENT_TRIANGLE", datatype="NIFTI_TYPE_INT32"),
+        ])
+        path = stem.parent / f"hemi-{HEMI_LABEL[hemi]}_{stem.name}.surf.gii"
+        paths.append(save_gifti(img, path))
+    return paths
+
+
+def read_maps(paths, geometry):
+    """Read maps written by :func:`save_maps` back to in-mask values ``(k, n_in_mask)``."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if geometry.kind == "cifti":
+        full = {"grayordinates": np.asarray(nib.load(paths[0]).dataobj).T}
+    else:
+        full = {hemi: _load_gifti_data(path) for hemi, path in _gifti_pair(paths).items()}
+    return np.concatenate(
+        [full[part][part_mask].T for part, part_mask in geometry.part_masks()], axis=1
+    )
+
+
 # --------------------------------------------------------------------------- CIFTI axis JSON
 
 
