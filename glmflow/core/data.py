@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 from nibabel.volumeutils import apply_read_scaling
-from nilearn.image import resample_img
+from nilearn.image import crop_img, resample_img
 from nilearn.image.image import smooth_array
 from nilearn.maskers import MultiNiftiMasker, NiftiMasker
 from nilearn.masking import load_mask_img
@@ -168,11 +168,27 @@ def load_masked_run(
             f"The run {_describe(bold)} (grid {img.shape[:3]}) is not on the mask's grid "
             f"{mask.shape}; compute the mask for these runs or give target_affine."
         )
+    # nilearn's masker leaves a run that is already on the mask's grid alone; otherwise it
+    # resamples the run to the mask's bounding box (crop_img, one voxel of padding), and
+    # smoothing then sees that box's edges. The in-mask voxels keep their order.
+    resample = resample and not same_grid(img, mask_img)
+    if resample:
+        mask_img = crop_img(mask_img, copy=False, copy_header=True)
+        mask = np.asarray(mask_img.dataobj) > 0
     n_scans = img.shape[3]
+    # nilearn resamples the whole 4D run and then clips it to the range of the *run*
+    # (min(data, 0), max(data, 0)), not of each volume. Smoothing comes after clipping, so
+    # with smoothing the range is read first (an extra pass over the file); without it,
+    # the masked values are clipped at the end, which is the same elementwise operation.
+    clip_range = _run_range(img) if resample and smoothing_fwhm is not None else None
+    low = high = None
     out = None
     for index, volume in enumerate(iter_volumes(img)):
         if resample:
-            volume = _resample_volume(volume, img.affine, mask_img)
+            if clip_range is None:
+                low = _nan_extreme(np.nanmin, volume, low)
+                high = _nan_extreme(np.nanmax, volume, high)
+            volume = _resample_volume(volume, img.affine, mask_img, clip_range)
         if smoothing_fwhm is not None:
             affine = mask_img.affine if resample else img.affine
             volume = _smooth_volume(volume, affine, smoothing_fwhm)
@@ -180,7 +196,25 @@ def load_masked_run(
             # The masker's dtype rule applies to what resampling/smoothing produced.
             out = np.empty((n_scans, int(mask.sum())), dtype=_float_dtype(volume.dtype))
         out[index] = volume[mask]
+    if resample and clip_range is None:
+        out.clip(min(low, 0), max(high, 0), out=out)
     return out
+
+
+def _nan_extreme(function, volume, current):
+    value = function(volume)
+    if current is None or np.isnan(current):
+        return value
+    return current if np.isnan(value) else function([current, value])
+
+
+def _run_range(img):
+    """``(min(data, 0), max(data, 0))`` over the whole run, as nilearn's resample_img clips."""
+    low = high = None
+    for volume in iter_volumes(img):
+        low = _nan_extreme(np.nanmin, volume, low)
+        high = _nan_extreme(np.nanmax, volume, high)
+    return min(low, 0), max(high, 0)
 
 
 def _float_dtype(dtype):
@@ -191,8 +225,9 @@ def _float_dtype(dtype):
     return np.dtype(np.float64 if dtype.itemsize == 8 else np.float32)
 
 
-def _resample_volume(volume, affine, mask_img):
-    # nilearn resamples the 4D image volume by volume with a spline of order 3.
+def _resample_volume(volume, affine, mask_img, clip_range=None):
+    # nilearn resamples the 4D image volume by volume with a spline of order 3, then clips
+    # to the run's range: clipping is left to the caller (``clip_range`` or at the end).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         resampled = resample_img(
@@ -202,8 +237,12 @@ def _resample_volume(volume, affine, mask_img):
             interpolation="continuous",
             force_resample=True,
             copy_header=True,
+            clip=False,
         )
-    return np.asanyarray(resampled.dataobj)
+    data = np.asanyarray(resampled.dataobj)
+    if clip_range is not None:
+        data.clip(*clip_range, out=data)
+    return data
 
 
 def _smooth_volume(volume, affine, fwhm):
