@@ -185,7 +185,7 @@ def write_run(output_dir, entities: dict, *, design_file, mask_file, provenance:
 #: nilearn's report/save_glm_to_bids defaults for the cluster tables; the table keeps the
 #: clusters with the highest peaks (its first rows are nilearn's, see core.thresholds).
 CLUSTER_OPTIONS = {"height_control": "fpr", "alpha": 0.001, "cluster_threshold": 0,
-                   "min_distance": 8.0, "two_sided": False, "max_clusters": 100}
+                   "min_distance": 8.0, "two_sided": False, "max_clusters": 50}
 
 
 def _write_clusters(tsv, z_file, mask_file, *, overwrite):

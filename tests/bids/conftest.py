@@ -145,9 +145,12 @@ def make_tree(root: Path, data_dir: Path, dataset: str, *, subjects=None, space=
             preproc = out / f"{prefix}_desc-preproc_bold.nii.gz"
             os.symlink(bold, preproc)
             img = nib.load(bold)
-            mask = compute_epi_mask(img)
+            # nilearn's EPI mask, without voxels whose series is constant (the localizer
+            # excerpts are zero outside their regions of interest)
+            data = np.asanyarray(img.dataobj)
+            mask = (compute_epi_mask(img).get_fdata() > 0) & (data.std(axis=3) > 0)
             mask_path = out / f"{prefix}_desc-brain_mask.nii.gz"
-            nib.save(nib.Nifti1Image(mask.get_fdata().astype(np.uint8), img.affine), mask_path)
+            nib.save(nib.Nifti1Image(mask.astype(np.uint8), img.affine), mask_path)
             sidecar = {"RepetitionTime": meta["RepetitionTime"], "SkullStripped": False}
             if start_time is not None:
                 sidecar.update(StartTime=start_time, SliceTimingCorrected=True)
