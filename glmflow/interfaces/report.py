@@ -61,7 +61,7 @@ class _GLMReportInputSpec(GLMFlowInputSpec):
                                usedefault=True, desc="nilearn cut_coords of slice plots")
     display_mode = traits.Either(None, traits.Str, default=None, usedefault=True,
                                  desc="nilearn display_mode (default z / lzry)")
-    report_dims = traits.Tuple(traits.Int, traits.Int, value=(1600, 800), usedefault=True,
+    report_dims = traits.Tuple(traits.Int(1600), traits.Int(800), usedefault=True,
                                desc="width, height in pixels (notebook frame, page width)")
     max_clusters = traits.Either(None, traits.Int, default=MAX_CLUSTERS, usedefault=True,
                                  desc="clusters listed per sign in each cluster table")

@@ -55,13 +55,14 @@ def _sim_events(run, rng):
 
 
 @pytest.fixture(scope="session")
-def simulated_model():
+def simulated_study():
     """Three runs on a 6 mm grid placed over MNI space, two conditions, two blobs.
 
     Condition ``a`` drives a blob around ``SIM_BLOBS['a']``, ``b`` one around
-    ``SIM_BLOBS['b']``; white noise elsewhere. Returns ``(model, mask_img)``.
+    ``SIM_BLOBS['b']``; white noise elsewhere. Returns a dict with ``runs`` (4D images),
+    ``events`` (DataFrames) and ``mask`` (image).
     """
-    from nilearn.glm.first_level import FirstLevelModel, make_first_level_design_matrix
+    from nilearn.glm.first_level import make_first_level_design_matrix
 
     rng = np.random.default_rng(0)
     shape = (30, 36, 30)
@@ -86,9 +87,23 @@ def simulated_model():
         runs.append(nib.Nifti1Image(data.reshape(*shape, SIM_SCANS).astype(np.float32),
                                     affine))
         events.append(run_events)
+    return {"runs": runs, "events": events, "mask": mask, "t_r": SIM_T_R}
+
+
+@pytest.fixture(scope="session")
+def simulated_model(simulated_study):
+    """nilearn's fit of the simulated study; returns ``(model, mask_img)``."""
+    import warnings
+
+    from nilearn.glm.first_level import FirstLevelModel
+
     model = FirstLevelModel(t_r=SIM_T_R, hrf_model="spm", noise_model="ar1",
-                            drift_model="cosine", high_pass=0.01, mask_img=mask)
-    return model.fit(runs, events=events), mask
+                            drift_model="cosine", high_pass=0.01,
+                            mask_img=simulated_study["mask"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "a mask was given at masker creation"
+        model.fit(simulated_study["runs"], events=simulated_study["events"])
+    return model, simulated_study["mask"]
 
 
 @pytest.fixture

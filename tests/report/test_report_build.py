@@ -94,7 +94,7 @@ def test_threshold_shown_is_nilearns(simulated_model, height_control, alpha):
                                           threshold=4.2 if height_control is None else None,
                                           height_control=height_control, two_sided=False)
     html = build_report(
-        design_matrices=model.design_matrices_[:1] * 3, contrasts={"a - b": "a - b"},
+        design_matrices=model.design_matrices_[:1], contrasts={"a - b": "a - b"},
         z_maps={"a - b": z_map}, mask_img=mask, height_control=height_control, alpha=alpha,
         threshold=4.2, plot_type="glass", bg_img=None,
     )
