@@ -349,27 +349,29 @@ def compute_surface_mask(runs, mask=None):
     runs = list(runs)
     if not runs:
         raise ParameterError("No run given to compute the surface mask from.")
-    loaded = [load_run_parts(run) for run in runs]
-    kinds = {item[0] for item in loaded}
-    if len(kinds) > 1:
-        raise ImageError(f"Runs mix surface and CIFTI data ({sorted(kinds)}); use one kind.")
-    kind, first_parts, axis, _ = loaded[0]
-    parts = {part: values.shape[0] for part, values in first_parts.items()}
-    for index, (_, run_parts, run_axis, _) in enumerate(loaded[1:], start=2):
+    # One run in memory at a time: only its shape, brain models and finite vertices are kept.
+    kind = parts = axis = None
+    finite = {}
+    for index, run in enumerate(runs, start=1):
+        run_kind_, run_parts, run_axis, _ = load_run_parts(run)
         found = {part: values.shape[0] for part, values in run_parts.items()}
-        if found != parts or (axis is not None and run_axis != axis):
+        if kind is None:
+            kind, parts, axis = run_kind_, found, run_axis
+        elif run_kind_ != kind:
+            raise ImageError(f"Runs mix surface and CIFTI data (run {index} is {run_kind_}, "
+                             f"run 1 {kind}); use one kind.")
+        elif found != parts or (axis is not None and run_axis != axis):
             raise ImageError(
                 f"Run {index} has elements {found}; run 1 has {parts} (same mesh or brain "
                 "models expected)."
             )
+        if mask is None:  # nilearn's rule, in its float32 cast
+            for part, values in run_parts.items():
+                ok = np.isfinite(values.astype("float32")).all(axis=1)
+                finite[part] = ok if part not in finite else finite[part] & ok
+        del run_parts
     if mask is None:
-        masks = {
-            part: np.all(
-                [np.isfinite(p[part].astype("float32")).all(axis=1) for _, p, _, _ in loaded],
-                axis=0,
-            )
-            for part in parts
-        }
+        masks = finite
         if not any(m.any() for m in masks.values()):
             raise MaskError("Every vertex/grayordinate has non-finite values: nothing to analyse.")
     else:
