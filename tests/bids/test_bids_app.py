@@ -187,8 +187,8 @@ def test_model_on_localizer_equals_nilearn(localizer_tree, tmp_path):
     code = main([str(localizer_tree["raw"]), str(out), "participant",
                  "--derivatives", str(localizer_tree["deriv"]), "--participant-label", "sub-02",
                  "--model", str(model_file), "--confounds", "scrub,scrub=0,fd_threshold=0.5",
-                 "--no-report", "--no-model-maps", "--plugin", "Linear", "-q",
-                 "-w", str(tmp_path / "work")])
+                 "--no-report", "--no-model-maps", "--plugin", "MultiProc",
+                 "--plugin-args", "n_procs=2", "-q", "-w", str(tmp_path / "work")])
     assert code == 0
     assert not (out / "sub-01").exists()
     run = next(r for r in localizer_tree["runs"] if r["sub"] == "02")
@@ -284,3 +284,82 @@ def test_parse_plugin_args():
 
 def _readme():
     return Path(__file__).resolve().parents[2] / "README.md"
+
+
+#: The README's "Embedding in a pipeline" example (README.md, after the marker
+#: ``<!-- glmflow-embedding-example -->``); the test runs the README's copy when it is there.
+EMBEDDING_EXAMPLE = '''
+from nipype.interfaces.utility import IdentityInterface
+from nipype.pipeline import engine as pe
+
+from glmflow.bids.layout import collect_runs
+from glmflow.execution import run_workflow
+from glmflow.workflows.bids import init_bids_first_level_wf
+
+# Events and BOLD sidecars (TR, slice timing) of the runs fMRIPrep processes
+runs = collect_runs(bids_dir, fmriprep_dir, participant_label="01", task="auditory")
+
+# Stands for fMRIPrep's own nodes: connect their preprocessed BOLD, brain mask and
+# confounds table instead
+fmriprep_outputs = pe.Node(IdentityInterface(fields=["bold", "mask", "confounds"]),
+                           name="fmriprep_outputs")
+fmriprep_outputs.inputs.bold = [str(r.bold) for r in runs]
+fmriprep_outputs.inputs.mask = [str(r.mask) for r in runs]
+fmriprep_outputs.inputs.confounds = [str(r.confounds) for r in runs]
+
+glm_wf = init_bids_first_level_wf(confounds="motion,wm_csf", output_dir=output_dir,
+                                  source_datasets=[bids_dir, fmriprep_dir])
+glm_wf.inputs.inputnode.events_files = [str(r.events) for r in runs]
+glm_wf.inputs.inputnode.metadata = [r.metadata for r in runs]
+# how to name the outputs (needed when the BOLD files do not have BIDS names)
+glm_wf.inputs.inputnode.entities = [{**r.entities, "space": r.space} for r in runs]
+
+pipeline = pe.Workflow(name="fmriprep_and_glm")
+pipeline.connect([
+    (fmriprep_outputs, glm_wf, [("bold", "inputnode.bold_files"),
+                                ("mask", "inputnode.mask_files"),
+                                ("confounds", "inputnode.confounds_files")]),
+])
+run_workflow(pipeline, plugin="MultiProc", plugin_args={"n_procs": 2}, base_dir=work_dir)
+'''
+
+MARKER = "<!-- glmflow-embedding-example -->"
+
+
+def _embedding_code():
+    readme = _readme()
+    if readme.is_file() and MARKER in readme.read_text():
+        text = readme.read_text().split(MARKER, 1)[1]
+        block = text.split("```python", 1)[1].split("```", 1)[0]
+        return block, "README.md"
+    return EMBEDDING_EXAMPLE, "tests/bids copy"
+
+
+def test_embedding_example_equals_the_command(auditory_tree, auditory_result, tmp_path):
+    """The README example (MultiProc) writes the same files and numbers as the command."""
+    cli_out, code, _ = auditory_result
+    assert code == 0
+    code_text, _ = _embedding_code()
+    output_dir = tmp_path / "embedded"
+    namespace = {"bids_dir": str(auditory_tree["raw"]), "fmriprep_dir": str(auditory_tree["deriv"]),
+                 "output_dir": str(output_dir), "work_dir": str(tmp_path / "work")}
+    exec(compile(code_text, "embedding-example", "exec"), namespace)
+    ours = sorted(p.relative_to(output_dir) for p in output_dir.rglob("*") if p.is_file())
+    theirs = sorted(p.relative_to(cli_out) for p in cli_out.rglob("*") if p.is_file())
+    assert ours == theirs
+    for rel in ours:
+        if rel.name.endswith(".nii.gz"):
+            a = np.asanyarray(nib.load(output_dir / rel).dataobj)
+            b = np.asanyarray(nib.load(cli_out / rel).dataobj)
+            # Linear (threaded BLAS) vs MultiProc (one BLAS thread per worker): rounding only
+            scale = max(1.0, float(np.abs(b).max()))
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * scale, err_msg=str(rel))
+        elif rel.suffix == ".tsv":
+            pd.testing.assert_frame_equal(pd.read_csv(output_dir / rel, sep="\t"),
+                                          pd.read_csv(cli_out / rel, sep="\t"),
+                                          check_exact=False, rtol=1e-9)
+        elif rel.suffix == ".json" and "statmap" in rel.name:
+            a, b = (json.loads((root / rel).read_text()) for root in (output_dir, cli_out))
+            for key in ("Contrast", "DegreesOfFreedom", "RepetitionTime", "SliceTimeRef",
+                        "Confounds", "Model", "VolumesExcluded", "HRF"):
+                assert a[key] == b[key], (rel, key)
