@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from glmflow import model_surface
 from glmflow.core.errors import (
     ConfoundsError,
     ContrastError,
@@ -239,8 +240,13 @@ default="Linear"
         self.fir_delays_ = [0] if self.fir_delays is None else self.fir_delays
         self.standardize_ = params["standardize_"]
 
-        runs = _check_run_imgs(run_imgs)
-        n_scans = [img.shape[3] for img, _ in runs]
+        surface = model_surface.is_surface_input(run_imgs)
+        if surface:  # nilearn SurfaceImage runs: GIFTI files and the surface workflow
+            runs = model_surface.check_surface_runs(run_imgs)
+            n_scans = model_surface.n_scans(runs)
+        else:
+            runs = _check_run_imgs(run_imgs)
+            n_scans = [img.shape[3] for img, _ in runs]
         designs, given_designs = self._designs(runs, n_scans, events, confounds,
                                                design_matrices, params)
         masks = _check_sample_masks(sample_masks, n_scans, designs)
@@ -253,14 +259,27 @@ default="Linear"
             self._log(f"Fitting {len(runs)} run(s) with plugin {params['plugin']} "
                       f"in {base_dir}.")
             inputs = _InputWriter(Path(base_dir) / "inputs", hashed=not temporary)
-            bold_files = [inputs.image(img, path, f"run-{i + 1}_bold")
-                          for i, (img, path) in enumerate(runs)]
             design_files = [inputs.design(design, f"run-{i + 1}_design")
                             for i, design in enumerate(designs)]
-            mask_file = self._mask_file(inputs, runs, params)
             mask_files = None if masks is None else [
                 inputs.sample_mask(mask, f"run-{i + 1}_samplemask")
                 for i, mask in enumerate(masks)]
+            if surface:
+                self._given_masker = model_surface.given_masker(self)
+                bold_files, surface_masks, mesh_files = model_surface.write_inputs(
+                    self, inputs.folder, runs, hashed=not temporary)
+                workflow = model_surface.init_workflow(self, params, bins, mesh_files)
+                model_surface.set_inputs(workflow, bold_files, design_files, surface_masks,
+                                         mask_files)
+                outputs = self._run(workflow, params, base_dir)
+                model_surface.load_outputs(self, outputs, designs, masks, runs)
+                succeeded = True
+                self._log(f"Computation of {len(runs)} surface run(s) done in "
+                          f"{time.time() - t_start:.1f} s.")
+                return self
+            bold_files = [inputs.image(img, path, f"run-{i + 1}_bold")
+                          for i, (img, path) in enumerate(runs)]
+            mask_file = self._mask_file(inputs, runs, params)
             workflow = self._workflow(params, bins)
             node = workflow.get_node("inputnode")
             node.inputs.bold_files = bold_files
@@ -532,6 +551,9 @@ default="Linear"
         from glmflow.workflows.first_level import init_first_level_wf
 
         smoothing, affine, shape = self._data_parameters(params)
+        options = {}
+        if "report" in _signature_parameters(init_first_level_wf):
+            options["report"] = False  # generate_report makes it on demand
         workflow = init_first_level_wf(
             # The design node only passes the designs built here through; t_r must still
             # be a number for its trait.
@@ -545,9 +567,11 @@ default="Linear"
             target_affine=affine,
             target_shape=shape,
             random_state=None if self.random_state is None else int(self.random_state),
+            **options,
         )
-        # Contrasts are computed in-process from the model files (compute_contrast).
-        workflow.remove_nodes([workflow.get_node("contrast")])
+        # Contrasts (and any report of them) are computed in-process from the model files.
+        unused = [workflow.get_node(name) for name in ("contrast", "report")]
+        workflow.remove_nodes([node for node in unused if node is not None])
         fit = workflow.get_node("fit")
         fit.inputs.t_r = None if self.t_r is None else float(self.t_r)
         if bins != 100:
@@ -737,7 +761,8 @@ default="Linear"
         images = {}
         for key in wanted:
             image = self.masker_.inverse_transform(result.maps[key])
-            image.header["descrip"] = f"{key} of contrast {name}"
+            if hasattr(image, "header"):  # a SurfaceImage (surface runs) has none
+                image.header["descrip"] = f"{key} of contrast {name}"
             images[key] = image
         return images if output_type == "all" else images[output_type]
 
