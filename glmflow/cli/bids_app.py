@@ -75,9 +75,9 @@ def build_parser():
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("bids_dir", type=Path,
+    parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR",
                         help="the raw BIDS dataset (events.tsv and BOLD sidecars)")
-    parser.add_argument("output_dir", type=Path,
+    parser.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
                         help="where the BIDS-derivatives statistics are written")
     parser.add_argument("analysis_level", choices=["participant"],
                         help="'participant': run-level statistics of each participant")
@@ -252,14 +252,11 @@ def main(argv=None):
 
 
 def _run(args, argv):
-    from nipype import config, logging
-    from nipype.pipeline import engine as pe
-
-    from glmflow.bids.confounds import DEFAULT_STRATEGY
+    # Only light imports until the inputs are checked: a wrong path or an empty query is
+    # reported before nipype and nilearn are loaded.
+    from glmflow.bids.confounds import DEFAULT_STRATEGY, parse_strategy
     from glmflow.bids.layout import collect_runs
     from glmflow.bids.stats_model import load_model
-    from glmflow.execution import apply_node_resources, run_workflow
-    from glmflow.workflows.bids import init_bids_first_level_wf
 
     started = time.time()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
@@ -277,6 +274,13 @@ def _run(args, argv):
         f"{args.model or 'one contrast per trial_type'}; confounds: {confounds}")
     for run in runs:
         say(f"  {run.label}: {run.bold.name}")
+    parse_strategy(confounds)
+
+    from nipype import config, logging
+    from nipype.pipeline import engine as pe
+
+    from glmflow.execution import apply_node_resources, run_workflow
+    from glmflow.workflows.bids import init_bids_first_level_wf
 
     config.set("logging", "workflow_level", "WARNING")
     config.set("logging", "interface_level", "WARNING")

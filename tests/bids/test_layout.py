@@ -105,3 +105,39 @@ def test_timing_rules():
         timing_from_metadata({})
     with pytest.raises(InputFileError, match="StartTime"):
         timing_from_metadata({"RepetitionTime": 2.0, "StartTime": 2.5})
+
+
+def _touch(path, text=""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_sessions_runs_and_resolutions(tmp_path):
+    """Names only (no image is read): sessions, run-1 vs run-01, res- ambiguity, legacy names."""
+    raw, deriv = tmp_path / "raw", tmp_path / "deriv"
+    _touch(raw / "task-nback_bold.json", json.dumps({"RepetitionTime": 2.0}))
+    _touch(raw / "sub-01" / "sub-01_task-nback_bold.json", json.dumps({"SliceTiming": [0, 1]}))
+    for ses in ("1", "2"):
+        for run in ("1", "2"):
+            stem = f"sub-01_ses-{ses}_task-nback_run-{run}"
+            func = raw / "sub-01" / f"ses-{ses}" / "func"
+            _touch(func / f"{stem}_events.tsv", "onset\tduration\n")
+            out = deriv / "sub-01" / f"ses-{ses}" / "func"
+            for res in ("1", "2"):
+                prefix = f"sub-01_ses-{ses}_task-nback_run-{run}_space-MNI_res-{res}"
+                _touch(out / f"{prefix}_desc-preproc_bold.nii.gz")
+                _touch(out / f"{prefix}_desc-brain_mask.nii.gz")
+            _touch(out / f"{stem}_desc-confounds_regressors.tsv")  # fMRIPrep < 20.2 name
+    with pytest.raises(InputFileError, match="Several resolutions.*MNI:res-<label>"):
+        collect_runs(raw, deriv, space="MNI")
+    runs = collect_runs(raw, deriv, space="MNI:res-2", session="ses-2", run="01")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.entities == {"sub": "01", "ses": "2", "task": "nback", "run": "1"}
+    assert run.res == "2" and run.space == "MNI"
+    assert run.confounds.name.endswith("_desc-confounds_regressors.tsv")
+    assert run.label == "sub-01_ses-2_task-nback_run-1"
+    # subject-level sidecar (SliceTiming) merged over the top-level one (RepetitionTime)
+    assert run.metadata == {"RepetitionTime": 2.0, "SliceTiming": [0, 1]}
+    assert len(collect_runs(raw, deriv, space="MNI:res-1")) == 4
