@@ -28,6 +28,13 @@ def is_surface_input(run_imgs):
             and isinstance(run_imgs[0], SurfaceImage))
 
 
+def is_surface_model(estimator):
+    """True for a facade fitted on surface runs (its masker is a ``SurfaceMasker``)."""
+    from nilearn.maskers import SurfaceMasker
+
+    return isinstance(getattr(estimator, "masker_", None), SurfaceMasker)
+
+
 def check_surface_runs(run_imgs):
     """``[(SurfaceImage, None)]``: 2D surface runs on one mesh (the facade's run format)."""
     from nilearn.surface import SurfaceImage
