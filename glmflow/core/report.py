@@ -422,7 +422,7 @@ def _mask_section(mask_img, bg):
         warnings.simplefilter("ignore", UserWarning)
         display = plot_roi(mask_img, bg_img=bg, display_mode="z", cmap="Set1",
                            colorbar=False)
-    png = _figure_png(plt.gcf())
+    png = _figure_png(plt.gcf(), tight=False)
     display.close()
     zooms = mask_img.header.get_zooms()[:3]
     return (_img(png, "Analysis mask", "mask",
@@ -508,14 +508,18 @@ def _use_agg():
         matplotlib.use("Agg")
 
 
-def _figure_png(figure, dpi=100) -> str:
-    """Base64 PNG of a figure (no metadata, so identical inputs give identical bytes)."""
+def _figure_png(figure, dpi=100, tight=True) -> str:
+    """Base64 PNG of a figure (no metadata, so identical inputs give identical bytes).
+
+    ``tight`` crops to the drawn content, which costs a second drawing; nilearn's slicer
+    figures (stat maps, mask) already fill their canvas and skip it.
+    """
     from matplotlib import pyplot as plt
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight-layout notes
-        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight",
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None,
                        metadata={"Software": None})
     plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -583,7 +587,7 @@ def _stat_map_png(result, bg, *, plot_type, cut_coords, display_mode, title):
                 symmetric_cbar=symmetric, cmap=cmap, vmin=vmin, vmax=vmax,
                 threshold=abs(result.threshold), title=title,
             )
-    png = _figure_png(figure)
+    png = _figure_png(figure, tight=False)
     display.close()
     return png
 

@@ -94,6 +94,7 @@ def init_first_level_wf(
     target_shape=None,
     random_state=None,
     confound_columns=None,
+    report=True,
 ):
     """Build the first-level GLM workflow.
 
@@ -110,6 +111,9 @@ def init_first_level_wf(
         As ``nilearn.glm.first_level.FirstLevelModel``.
     confound_columns : list of str, optional
         Use only these confounds columns.
+    report : bool, default=True
+        Add the ``GLMReport`` node (HTML report, nilearn's ``generate_report`` defaults;
+        change them on ``workflow.get_node("report").inputs``).
 
     Returns
     -------
@@ -121,7 +125,7 @@ def init_first_level_wf(
         ``contrast_names``, ``stat_types``, ``effect_files``, ``variance_files``,
         ``stat_files``, ``z_files``, ``p_files`` (one per contrast, in the order given), and
         with ``minimize_memory=False`` ``residuals_files``, ``predicted_files``,
-        ``r_square_files`` (one per run).
+        ``r_square_files`` (one per run); with ``report=True`` ``report_file``.
     """
     check_model_parameters(
         t_r=t_r, slice_time_ref=slice_time_ref, hrf_model=hrf_model, drift_model=drift_model,
@@ -143,7 +147,8 @@ def init_first_level_wf(
         name="inputnode",
     )
     outputs = ["design_files", "mask_file", "model_files", "contrast_names", "stat_types",
-               *CONTRAST_OUTPUTS, "residuals_files", "predicted_files", "r_square_files"]
+               *CONTRAST_OUTPUTS, "residuals_files", "predicted_files", "r_square_files",
+               "report_file"]
     outputnode = pe.Node(IdentityInterface(fields=outputs), name="outputnode")
     outputnode.inputs.contrast_names = [spec[0] for spec in contrast_specs]
 
@@ -228,7 +233,41 @@ def init_first_level_wf(
                                ("predicted_file", "predicted_files"),
                                ("r_square_file", "r_square_files")]),
         ])
+    if report:
+        _add_report(workflow, contrasts=contrasts, parameters=dict(
+            t_r=t_r, slice_time_ref=slice_time_ref, hrf_model=hrf_model,
+            drift_model=drift_model, high_pass=high_pass, drift_order=drift_order,
+            fir_delays=fir_delays, min_onset=min_onset, noise_model=noise_model,
+            smoothing_fwhm=smoothing_fwhm, signal_scaling=signal_scaling,
+            standardize=standardize, target_affine=target_affine, target_shape=target_shape,
+        ))
     return workflow
+
+
+def _add_report(workflow, *, contrasts, parameters):
+    """The fifth step: GLMReport on the design, mask and z maps (issue 6).
+
+    The parameters table is built by ``glmflow.core.report.model_parameters``, and the
+    methods text is the workflow's ``__desc__``, as the facade's ``generate_report`` does,
+    so both give the same report.
+    """
+    import json
+
+    from glmflow.core.report import model_parameters
+    from glmflow.interfaces.report import GLMReport, encode_contrasts
+
+    outputnode = workflow.get_node("outputnode")
+    node = pe.Node(GLMReport(contrasts=encode_contrasts(contrasts),
+                             contrast_names=outputnode.inputs.contrast_names,
+                             parameters=json.dumps(model_parameters(**parameters)),
+                             methods=workflow.__desc__), name="report")
+    design, mask, contrast = (workflow.get_node(n) for n in ("design", "mask", "contrast"))
+    workflow.connect([
+        (design, node, [("design_file", "design_files")]),
+        (mask, node, [("mask_file", "mask_file")]),
+        (contrast, node, [("z_file", "z_files")]),
+        (node, outputnode, [("report_file", "report_file")]),
+    ])
 
 
 def _pad_node(name):

@@ -107,11 +107,11 @@ def _write_study(study, folder):
 
 
 def test_workflow_gives_the_facade_report(simulated_study, simulated_model, tmp_path):
-    """The workflow's report equals the facade path's (report_from_model), byte for byte."""
-    from nipype.pipeline import engine as pe
-
+    """init_first_level_wf's report equals the facade path's (report_from_model), byte for
+    byte: glmflow's fit, design and mask against nilearn's, same parameters and methods."""
     from glmflow.execution import run_workflow
     from glmflow.workflows.first_level import init_first_level_wf
+    from glmflow.workflows.outputs import collect_outputs
 
     model, _ = simulated_model
     bold, events, mask = _write_study(simulated_study, tmp_path / "data")
@@ -119,39 +119,25 @@ def test_workflow_gives_the_facade_report(simulated_study, simulated_model, tmp_
     wf.inputs.inputnode.bold_files = bold
     wf.inputs.inputnode.events_files = events
     wf.inputs.inputnode.mask_file = mask
-    outputnode = wf.get_node("outputnode")
-    if "report_file" in outputnode.outputs.copyable_trait_names():
-        outer, source = wf, None
-        wf.get_node("report").inputs.title = "sim"
-    else:  # until the factory wires GLMReport in: the same connections, outside it
-        outer = pe.Workflow(name="with_report")
-        source = pe.Node(GLMReport(
-            contrasts=encode_contrasts(CONTRASTS), methods=wf.__desc__, title="sim",
-            parameters=json.dumps(model_parameters(t_r=simulated_study["t_r"],
-                                                   **_nilearn_defaults(WF_OPTIONS)))),
-            name="report")
-        outer.connect([(wf, source, [("outputnode.design_files", "design_files"),
-                                     ("outputnode.mask_file", "mask_file"),
-                                     ("outputnode.z_files", "z_files"),
-                                     ("outputnode.contrast_names", "contrast_names")])])
-    graph = run_workflow(outer, base_dir=tmp_path / "work")
-    nodes = {node.fullname: node for node in graph.nodes()}
-    report_node = next(n for name, n in nodes.items() if name.endswith("report"))
-    html = open(report_node.result.outputs.report_file, encoding="utf-8").read()
+    wf.get_node("report").inputs.title = "sim"
+    outputs = collect_outputs(wf, run_workflow(wf, base_dir=tmp_path / "work"))
+    html = open(outputs["report_file"], encoding="utf-8").read()
+    # the facade passes the model's parameters and the workflow's methods text
     expected = _facade_report(model, methods_text=wf.__desc__)
     page, reference = ReportReader(html), ReportReader(expected)
-    assert page.tables == reference.tables  # same numbers first, for a readable failure
+    assert page.tables == reference.tables  # the numbers first, for a readable failure
+    assert page.warnings == reference.warnings
     assert html == expected
+    _, peak = z_peak(nib.load(outputs["z_files"][0]), simulated_study["mask"])
+    assert page.top_peak("a - b")[3] == pytest.approx(peak, abs=5e-4)
 
 
-def _nilearn_defaults(options):
-    """The factory's defaults for the parameters the report lists (nilearn's)."""
-    params = {"slice_time_ref": 0.0, "hrf_model": "glover", "drift_model": "cosine",
-              "high_pass": 0.01, "drift_order": 1, "fir_delays": None, "min_onset": -24,
-              "noise_model": "ar1", "smoothing_fwhm": None, "signal_scaling": 0,
-              "standardize": False}
-    params.update(options)
-    return params
+def test_workflow_without_report(simulated_study):
+    from glmflow.workflows.first_level import init_first_level_wf
+
+    wf = init_first_level_wf(t_r=simulated_study["t_r"], contrasts=CONTRASTS, report=False)
+    assert wf.get_node("report") is None
+    assert init_first_level_wf(t_r=2.0, contrasts=CONTRASTS).get_node("report") is not None
 
 
 def test_design_files_round_trip_exactly(simulated_model, tmp_path):
