@@ -23,6 +23,11 @@ from nilearn.masking import load_mask_img
 
 from glmflow.core.errors import ImageError, InputFileError, MaskError
 
+try:  # optional: ISA-L gzip decompresses ~3x faster than zlib
+    from isal import igzip as _igzip
+except ImportError:  # pragma: no cover - depends on the environment
+    _igzip = None
+
 
 def load_img(img, *, what="BOLD image"):
     """Load a NIfTI image from a path (or pass an image through) with a clear error."""
@@ -48,37 +53,104 @@ def check_4d(img, *, name):
         )
 
 
+def open_stream(filename):
+    """Open an image file for one sequential read, decompressing ``.gz`` on the fly.
+
+    ``.gz`` files are read with ISA-L's gzip (``isal.igzip``, about three times faster
+    than zlib at the same output) when ``python-isal`` is installed, else as nibabel
+    opens them.
+    """
+    if _igzip is not None and str(filename).endswith(".gz"):
+        return _igzip.open(filename, "rb")
+    return ImageOpener(filename, "rb")
+
+
+def _is_streamable(img):
+    proxy = img.dataobj
+    return not (
+        isinstance(proxy, np.ndarray) or img.get_filename() is None or not hasattr(proxy, "offset")
+    )
+
+
+def _raw_volumes(img, buffer=None):
+    """Yield each volume's stored values, a flat array in file (Fortran) order.
+
+    With ``buffer`` (a writable ``bytearray`` of one volume) the same memory is reused for
+    every volume, so a yielded array is only valid until the next one.
+    """
+    proxy = img.dataobj
+    n_vols = img.shape[3]
+    dtype = proxy.dtype
+    n_bytes = int(np.prod(img.shape[:3])) * dtype.itemsize
+    with open_stream(img.get_filename()) as fobj:
+        fobj.seek(proxy.offset)
+        for index in range(n_vols):
+            if buffer is None:
+                data = fobj.read(n_bytes)
+                n_read = len(data)
+            else:
+                data = buffer
+                n_read = _read_into(fobj, memoryview(buffer))
+            if n_read != n_bytes:
+                raise InputFileError(
+                    f"{img.get_filename()} is truncated: volume {index} of {n_vols} is incomplete."
+                )
+            yield np.frombuffer(data, dtype)
+
+
+def _read_into(fobj, view):
+    """Fill ``view`` from ``fobj``; return the number of bytes read (short only at EOF)."""
+    filled = 0
+    while filled < len(view):
+        n_read = fobj.readinto(view[filled:])
+        if not n_read:
+            break
+        filled += n_read
+    return filled
+
+
+def _scale_factors(proxy):
+    """Slope and intercept typed as nibabel's ``ArrayProxy._get_scaled(dtype=None)``."""
+    slope = np.asanyarray(proxy.slope)
+    inter = np.asanyarray(proxy.inter)
+    if np.can_cast(inter, slope.dtype):
+        inter = inter.astype(slope.dtype)
+    return slope, inter
+
+
 def iter_volumes(img):
     """Yield the 3D volumes of a 4D image in order, reading the file once.
 
     For a file-backed image the data are streamed from disk (decompressing ``.gz`` on the
     fly); the values equal ``np.asanyarray(img.dataobj)[..., t]``.
     """
-    proxy = img.dataobj
-    n_vols = img.shape[3]
-    if isinstance(proxy, np.ndarray) or img.get_filename() is None or not hasattr(proxy, "offset"):
-        data = np.asanyarray(proxy)
-        for index in range(n_vols):
+    if not _is_streamable(img):
+        data = np.asanyarray(img.dataobj)
+        for index in range(img.shape[3]):
             yield data[..., index]
         return
-    shape = img.shape[:3]
-    dtype = proxy.dtype
-    n_bytes = int(np.prod(shape)) * dtype.itemsize
-    slope = np.asanyarray(proxy.slope)
-    inter = np.asanyarray(proxy.inter)
-    # Same scale-factor typing as nibabel's ArrayProxy._get_scaled(dtype=None).
-    if np.can_cast(inter, slope.dtype):
-        inter = inter.astype(slope.dtype)
-    with ImageOpener(img.get_filename(), "rb") as fobj:
-        fobj.seek(proxy.offset)
-        for index in range(n_vols):
-            buffer = fobj.read(n_bytes)
-            if len(buffer) != n_bytes:
-                raise InputFileError(
-                    f"{img.get_filename()} is truncated: volume {index} of {n_vols} is incomplete."
-                )
-            raw = np.frombuffer(buffer, dtype).reshape(shape, order="F")
-            yield apply_read_scaling(raw, slope, inter)
+    slope, inter = _scale_factors(img.dataobj)
+    for raw in _raw_volumes(img):
+        yield apply_read_scaling(raw.reshape(img.shape[:3], order="F"), slope, inter)
+
+
+def _load_masked_stream(img, mask):
+    """The in-mask values of every volume, gathered straight from the file's bytes.
+
+    Equal to ``volume[mask]`` for each volume of :func:`iter_volumes`: the in-mask
+    positions (in the mask's C order) are located in the Fortran-ordered file data once,
+    and the read scaling, being elementwise, is applied to the gathered values only.
+    """
+    slope, inter = _scale_factors(img.dataobj)
+    positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    n_bytes = int(np.prod(img.shape[:3])) * img.dataobj.dtype.itemsize
+    out = None
+    for index, raw in enumerate(_raw_volumes(img, bytearray(n_bytes))):
+        values = apply_read_scaling(raw.take(positions), slope, inter)
+        if out is None:
+            out = np.empty((img.shape[3], positions.size), dtype=_float_dtype(values.dtype))
+        out[index] = values
+    return out
 
 
 def same_grid(img_a, img_b):
@@ -175,6 +247,8 @@ def load_masked_run(
     if resample:
         mask_img = crop_img(mask_img, copy=False, copy_header=True)
         mask = np.asarray(mask_img.dataobj) > 0
+    if not resample and smoothing_fwhm is None and _is_streamable(img):
+        return _load_masked_stream(img, mask)
     n_scans = img.shape[3]
     # nilearn resamples the whole 4D run and then clips it to the range of the *run*
     # (min(data, 0), max(data, 0)), not of each volume. Smoothing comes after clipping, so

@@ -29,7 +29,6 @@ import numpy as np
 import scipy.linalg as spl
 from nilearn.maskers import NiftiMasker
 from nilearn.signal import clean
-from scipy.linalg import toeplitz
 
 from glmflow.core.errors import DesignError, ModelFileError, ParameterError
 
@@ -230,7 +229,9 @@ def _yule_walker(resid_t, order, mean):
     rho = np.zeros((y.shape[0], order))
     usable = r[:, 0] > 0  # an all-zero residual has no autocorrelation to estimate
     if usable.any():
-        rt = np.array([toeplitz(rr[:-1]) for rr in r[usable]], np.float64)
+        # toeplitz(rr[:-1]) for every voxel at once: entry (i, j) is r[|i - j|].
+        lags = np.abs(np.subtract.outer(np.arange(order), np.arange(order)))
+        rt = r[usable][:, lags]
         rho[usable] = np.linalg.solve(rt, r[usable, 1:, None])[..., 0]
     return rho
 
@@ -310,21 +311,11 @@ def fit_glm(
     )
     calc_beta, ols_cov = _ols_parts(X)
 
+    # Degenerate voxels (constant or non-finite series) are found in the first pass over
+    # the data, which every noise model needs anyway: no separate pass.
     degenerate = np.zeros(n_voxels, bool)
-    for cols in _chunks(n_voxels, size):
-        chunk = prepare(cols)
-        finite = np.isfinite(chunk).all(axis=0)
-        constant = (chunk == chunk[:1]).all(axis=0)
-        degenerate[cols] = ~finite | constant
-
-    def prepared(cols):
-        chunk = np.asarray(prepare(cols), dtype=np.float64)
-        bad = degenerate[cols]
-        if bad.any():
-            # Zero series keep non-finite values out of shared sums; their outputs are
-            # zeroed at the end.
-            chunk[:, bad & ~np.isfinite(chunk).all(axis=0)] = 0.0
-        return chunk
+    load = _ChunkLoader(prepare, degenerate)
+    dof = n_scans - rank
 
     betas = np.zeros((n_regressors, n_voxels))
     dispersion = np.zeros(n_voxels)
@@ -337,32 +328,42 @@ def fit_glm(
         )
 
     if order == 0:
+        # One pass: load, flag degenerate voxels, fit.
         label_index = np.zeros(n_voxels, np.int32)
         labels = ["0.0"]
         label_cov = ols_cov[None]
         for cols in _chunks(n_voxels, size):
-            chunk = prepared(cols)
+            chunk = load(cols, first=True)
             beta = calc_beta @ chunk
-            _store(cols, chunk, chunk, X, X, beta, betas, dispersion, outputs, n_scans - rank)
-    else:
-        rho = _ar_coefficients(prepared, X, calc_beta, order, n_voxels, size, degenerate)
-        label_index, labels, label_rho = _group_voxels(rho, order, bins, random_state)
-        groups = [_ols_parts(_whiten(X, label_rho[g])) + (_whiten(X, label_rho[g]),)
-                  for g in range(len(labels))]
-        label_cov = np.stack([g[1] for g in groups])
-        voxel_rho = label_rho[label_index]  # (n_voxels, order)
+            _store(cols, chunk, chunk, X, X, beta, betas, dispersion, outputs, dof)
+    elif order == 1:
+        # Two passes: the global residual mean (nilearn subtracts it before Yule-Walker),
+        # then per chunk OLS residuals -> AR(1) coefficient -> bin -> whitened refit.
+        mean = _residual_mean(load, X, calc_beta, n_voxels, size)
+        binned = np.empty(n_voxels)
+        groups = _GroupCache(X)
         for cols in _chunks(n_voxels, size):
-            chunk = prepared(cols)
-            white = _whiten(chunk, voxel_rho[cols].T)
-            idx = label_index[cols]
-            for g in np.unique(idx):
-                sel = np.flatnonzero(idx == g)
-                g_calc, _, g_design = groups[g]
-                w_sel = white[:, sel]
-                beta = g_calc @ w_sel
-                sub = np.arange(cols.start, cols.stop)[sel]
-                _store(sub, chunk[:, sel], w_sel, X, g_design, beta, betas, dispersion,
-                       outputs, n_scans - rank)
+            chunk = load(cols)
+            resid = chunk - np.dot(X, np.dot(calc_beta, chunk))
+            rho = _yule_walker(resid.T, 1, mean)[:, 0]
+            del resid
+            rho[degenerate[cols]] = 0.0
+            values = (rho * bins).astype(int) * 1.0 / bins  # nilearn's truncation
+            binned[cols] = values
+            _fit_groups(cols, chunk, values, groups.get, X, betas, dispersion, outputs, dof)
+        values, label_index = np.unique(binned, return_inverse=True)
+        # nilearn sorts labels as strings; the order does not change any result.
+        labels = [str(v) for v in values]
+        label_cov = np.stack([groups.get(v)[1] for v in values])
+    else:
+        rho = _ar_coefficients(load, X, calc_beta, order, n_voxels, size, degenerate)
+        label_index, labels, label_rho = _group_voxels(rho, order, bins, random_state)
+        del rho
+        groups = _GroupCache(X, label_rho)
+        label_cov = np.stack([groups.get(g)[1] for g in range(len(labels))])
+        for cols in _chunks(n_voxels, size):
+            _fit_groups(cols, load(cols), label_index[cols], groups.get, X, betas, dispersion,
+                        outputs, dof, rho=label_rho)
 
     betas[:, degenerate] = 0.0
     dispersion[degenerate] = 0.0
@@ -407,6 +408,87 @@ def fit_glm(
     return model, outputs
 
 
+class _ChunkLoader:
+    """Prepared float64 chunks; on the first pass, flags degenerate voxels as it goes.
+
+    A voxel is degenerate when its prepared series is constant or not finite. Such series
+    are replaced by zeros (keeping non-finite values out of shared sums such as the
+    residual mean); their outputs are zeroed at the end.
+    """
+
+    def __init__(self, prepare, degenerate):
+        self.prepare = prepare
+        self.degenerate = degenerate
+
+    def __call__(self, cols, first=False):
+        chunk = self.prepare(cols)
+        if first:
+            finite = np.isfinite(chunk).all(axis=0)
+            self.degenerate[cols] = ~finite | (chunk == chunk[:1]).all(axis=0)
+        chunk = np.asarray(chunk, dtype=np.float64)
+        bad = self.degenerate[cols]
+        if bad.any():
+            chunk[:, bad & ~np.isfinite(chunk).all(axis=0)] = 0.0
+        return chunk
+
+
+class _GroupCache:
+    """Whitened design, its pseudo-inverse and covariance per noise-model group.
+
+    Keys are the AR(1) bin values themselves (``label_rho`` None) or group indices into
+    ``label_rho`` (AR(p>1)); each group's parts are computed once, on first use.
+    """
+
+    def __init__(self, X, label_rho=None):
+        self.X = X
+        self.label_rho = label_rho
+        self.parts = {}
+
+    def get(self, key):
+        parts = self.parts.get(key)
+        if parts is None:
+            rho = np.array([key]) if self.label_rho is None else self.label_rho[key]
+            white_design = _whiten(self.X, rho)
+            parts = (*_ols_parts(white_design), white_design)
+            self.parts[key] = parts
+        return parts
+
+
+def _fit_groups(cols, chunk, keys, lookup, X, betas, dispersion, outputs, dof, rho=None):
+    """Whitened refit of one chunk, one matrix product per noise-model group.
+
+    The chunk is whitened at once with each voxel's coefficients (``keys`` are the AR(1)
+    bin values, or group indices into ``rho``), then its columns are reordered so that
+    every group is a contiguous block: one copy instead of one per group. Each group's
+    arithmetic is nilearn's (``ARModel(X, rho).fit(Y[:, group])``) column for column.
+    """
+    coef = keys[None, :] if rho is None else rho[keys].T
+    white = _whiten(chunk, coef)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    if len(uniq) > 1:
+        order = np.argsort(inverse, kind="stable")
+        white = white[:, order]
+    else:
+        order = np.arange(white.shape[1])
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
+    voxels = cols.start + order
+    chunk_betas = np.empty((X.shape[1], white.shape[1]))
+    chunk_dispersion = np.empty(white.shape[1])
+    for g, key in enumerate(uniq):
+        block = slice(bounds[g], bounds[g + 1])
+        g_calc, _, g_design = lookup(key)
+        w_block = white[:, block]
+        beta = np.dot(g_calc, w_block)
+        wresid = w_block - np.dot(g_design, beta)
+        chunk_betas[:, block] = beta
+        chunk_dispersion[block] = np.sum(wresid**2, 0) / dof
+        if outputs is not None:
+            _store(voxels[block], chunk[:, order[block]], w_block, X, g_design, beta, betas,
+                   dispersion, outputs, dof)
+    betas[:, voxels] = chunk_betas
+    dispersion[voxels] = chunk_dispersion
+
+
 def _store(cols, data, white, X, white_design, beta, betas, dispersion, outputs, dof):
     """Record the fit of some voxels (``cols``) of the current chunk."""
     wresid = white - white_design @ beta
@@ -419,35 +501,45 @@ def _store(cols, data, white, X, white_design, beta, betas, dispersion, outputs,
         outputs.r_square[cols] = np.var(white_design @ beta, 0) / np.var(white, 0)
 
 
-def _ar_coefficients(prepared, X, calc_beta, order, n_voxels, size, degenerate):
-    """Per-voxel Yule-Walker AR coefficients of the OLS residuals (nilearn's rule).
+def _residual_mean(load, X, calc_beta, n_voxels, size):
+    """Mean of all OLS residuals (every voxel and scan) from one pass over the data.
 
-    nilearn subtracts the mean of *all* residuals (every voxel and scan) first. K-means
-    (AR(p>1)) reacts to the last bit of its input, so there the residuals are gathered in
-    nilearn's layout and averaged exactly as nilearn does. For AR(1), where only the
-    truncation onto the bin grid matters, the mean is obtained without holding the
-    residuals: their sum over voxels is linear in the data, ``(I - X X^+) sum_v y_v``.
+    The residuals' sum over voxels is linear in the data, ``(I - X X^+) sum_v y_v``, so
+    the mean needs only the per-scan sums of the data. This is the first pass (it flags
+    degenerate voxels). The mean only moves AR(1) coefficients by rounding, far below the
+    ``1/bins`` grid they are truncated onto.
     """
     n_scans = X.shape[0]
-    if order > 1 or n_scans * n_voxels * 8 <= EXACT_MEAN_MAX_BYTES:
+    scan_sums = np.zeros(n_scans)
+    for cols in _chunks(n_voxels, size):
+        scan_sums += load(cols, first=True).sum(axis=1)
+    resid_sum = scan_sums - X @ (calc_beta @ scan_sums)
+    return resid_sum.sum() / (n_scans * n_voxels)
+
+
+def _ar_coefficients(load, X, calc_beta, order, n_voxels, size, degenerate):
+    """Per-voxel Yule-Walker AR(p) coefficients of the OLS residuals (nilearn's rule).
+
+    nilearn subtracts the mean of *all* residuals (every voxel and scan) first. K-means
+    reacts to the last bit of its input, so the residuals are gathered in nilearn's layout
+    and averaged exactly as nilearn does while they fit in :data:`EXACT_MEAN_MAX_BYTES`;
+    beyond that the mean comes from per-scan sums (:func:`_residual_mean`).
+    """
+    n_scans = X.shape[0]
+    rho = np.zeros((n_voxels, order))
+    if n_scans * n_voxels * 8 <= EXACT_MEAN_MAX_BYTES:
         resid = np.empty((n_scans, n_voxels))
         for cols in _chunks(n_voxels, size):
-            chunk = prepared(cols)
+            chunk = load(cols, first=True)
             resid[:, cols] = chunk - np.dot(X, np.dot(calc_beta, chunk))
         mean = resid.T.mean()
-        rho = np.zeros((n_voxels, order))
         for cols in _chunks(n_voxels, size):
             rho[cols] = _yule_walker(resid[:, cols].T, order, mean)
         del resid
     else:
-        scan_sums = np.zeros(n_scans)
+        mean = _residual_mean(load, X, calc_beta, n_voxels, size)
         for cols in _chunks(n_voxels, size):
-            scan_sums += prepared(cols).sum(axis=1)
-        resid_sum = scan_sums - X @ (calc_beta @ scan_sums)
-        mean = resid_sum.sum() / (n_scans * n_voxels)
-        rho = np.zeros((n_voxels, order))
-        for cols in _chunks(n_voxels, size):
-            chunk = prepared(cols)
+            chunk = load(cols)
             resid = chunk - np.dot(X, np.dot(calc_beta, chunk))
             rho[cols] = _yule_walker(resid.T, order, mean)
     rho[degenerate] = 0.0
@@ -455,7 +547,7 @@ def _ar_coefficients(prepared, X, calc_beta, order, n_voxels, size, degenerate):
 
 
 def _group_voxels(rho, order, bins, random_state):
-    """nilearn's grouping of voxels by AR coefficients.
+    """nilearn's K-means grouping of voxels by AR(p>1) coefficients.
 
     Returns
     -------
@@ -463,12 +555,6 @@ def _group_voxels(rho, order, bins, random_state):
     labels : list of str
     label_rho : ndarray (n_labels, order), the coefficients each group is refitted with.
     """
-    if order == 1:
-        binned = (rho[:, 0] * bins).astype(int) * 1.0 / bins
-        values, label_index = np.unique(binned, return_inverse=True)
-        labels = [str(v) for v in values]
-        # nilearn sorts labels as strings; the order does not change any result.
-        return label_index, labels, values[:, None]
     from sklearn.cluster import KMeans
 
     n_clusters = int(np.min([bins, rho.shape[0]]))
