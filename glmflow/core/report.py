@@ -140,9 +140,16 @@ def build_report(
     bg = _background(bg_img)
 
     _use_agg()
-    from nilearn.image import load_img
-
-    mask_img = load_img(mask_img)
+    volume_mask = _as_volume(mask_img)
+    z_volumes = {name: _as_volume(img) for name, img in z_maps.items()}
+    if volume_mask is None or any(v is None for v in z_volumes.values()):
+        # surface or CIFTI maps: no slices, glass brains or cluster tables (nilearn's
+        # volume tools), but the rest of the report and the extreme values
+        sections, found = _non_volume_sections(design_matrices, contrasts, z_maps, mask_img,
+                                               parameters, methods_text, versions)
+        return _page(title or "First-level GLM report", sections, found, width=width,
+                     height=height)
+    mask_img = volume_mask
     parameters = dict(parameters or {})
     page_title = title or "First-level GLM report"
 
@@ -156,9 +163,9 @@ def build_report(
     design_html = _design_section(design_matrices, weights, warnings_found)
     mask_html = _mask_section(mask_img, bg)
     stat_html = []
-    for index, (name, z_img) in enumerate(z_maps.items()):
+    for index, name in enumerate(z_maps):
         stat_html.append(_contrast_section(
-            index, name, contrasts[name], weights[name], load_img(z_img), mask_img, bg,
+            index, name, contrasts[name], weights[name], z_volumes[name], mask_img, bg,
             warnings_found,
             threshold=threshold, alpha=alpha, cluster_threshold=cluster_threshold,
             height_control=height_control, two_sided=two_sided, min_distance=min_distance,
@@ -500,6 +507,76 @@ def _versions_section(versions):
 # ----------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------
+def _as_volume(img):
+    """A 3D NIfTI image, or None for surface / CIFTI data (which the plots cannot show)."""
+    import nibabel as nib
+    from nilearn.image import check_niimg_3d
+
+    if isinstance(img, (str, Path)) and str(img).endswith((".gii", ".gii.gz", ".dscalar.nii",
+                                                           ".dtseries.nii")):
+        return None
+    if isinstance(img, (str, Path)):
+        img = nib.load(img)
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        return None
+    try:
+        return check_niimg_3d(img)
+    except (TypeError, ValueError):
+        return None
+
+
+def _flat_values(img):
+    """All values of a map of any kind (NIfTI, GIFTI, CIFTI, SurfaceImage), or None."""
+    import nibabel as nib
+
+    try:
+        if isinstance(img, (str, Path)):
+            img = nib.load(img)
+        if isinstance(img, nib.GiftiImage):
+            return np.concatenate([np.ravel(d.data) for d in img.darrays])
+        if hasattr(img, "data") and hasattr(img.data, "parts"):  # nilearn SurfaceImage
+            return np.concatenate([np.ravel(v) for v in img.data.parts.values()])
+        return np.ravel(np.asanyarray(img.dataobj))
+    except (TypeError, ValueError, AttributeError, OSError):
+        return None
+
+
+def _non_volume_sections(designs, contrasts, z_maps, mask_img, parameters, methods_text,
+                         versions):
+    weights = {}
+    for name, definition in contrasts.items():
+        try:
+            weights[name] = contrast_weights_per_run(definition, designs)
+        except ContrastError as exc:
+            raise ContrastError(f"Contrast {name!r}: {exc}") from exc
+    warnings_found = []
+    design_html = _design_section(designs, weights, warnings_found)
+    mask_values = _flat_values(mask_img)
+    rows = [(key, _format_value(value)) for key, value in dict(parameters or {}).items()]
+    rows += [("number of runs", str(len(designs))),
+             ("scans per run", ", ".join(str(len(d)) for d in designs))]
+    if mask_values is not None:
+        rows.append(("elements in mask", f"{int(np.count_nonzero(mask_values)):,}"))
+    params = "".join(f"<tr><th scope='row'>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    note = ("<p class='note'>The maps are surface or CIFTI data: slices, glass brains and "
+            "cluster tables (volume tools) are not drawn.</p>")
+    stats = []
+    for name in z_maps:
+        values = _flat_values(z_maps[name])
+        extremes = ("" if values is None or not np.isfinite(values).any() else
+                    f" Largest z: {np.nanmax(values):.3f}; smallest z: {np.nanmin(values):.3f}.")
+        stats.append(f"<section class='contrast'><h3>{_e(name)}</h3><p>Definition: "
+                     f"<code>{_e(_format_definition(contrasts[name]))}</code>.{_e(extremes)}"
+                     "</p></section>")
+    return [
+        ("parameters", "Model", f"<table class='params'><tbody>{params}</tbody></table>"),
+        ("design", "Design matrices", design_html),
+        ("contrasts", "Statistical maps", note + "".join(stats)),
+        ("methods", "Methods", _methods_section(methods_text)),
+        ("versions", "Software versions", _versions_section(versions)),
+    ], warnings_found
+
+
 def _use_agg():
     """Draw off-screen: choose Agg unless pyplot is already in use (e.g. a notebook)."""
     if "matplotlib.pyplot" not in sys.modules:

@@ -184,3 +184,22 @@ def test_model_parameters_order_and_names():
     assert list(REPORT_PARAMETERS[:2]) == ["t_r", "slice_time_ref"]
     with pytest.raises(ParameterError, match="bogus"):
         model_parameters(bogus=1)
+
+
+def test_surface_maps_give_a_report_without_volume_figures(tmp_path):
+    """GIFTI maps: no slices or cluster tables, but design, warnings and extreme values."""
+    design, _, _ = _tiny_inputs()
+    values = np.linspace(-2.0, 5.0, 100).astype(np.float32)
+    z_file = tmp_path / "z.func.gii"
+    mask_file = tmp_path / "mask.func.gii"
+    nib.save(nib.GiftiImage(darrays=[nib.gifti.GiftiDataArray(values)]), z_file)
+    nib.save(nib.GiftiImage(darrays=[nib.gifti.GiftiDataArray(
+        (values > -1).astype(np.float32))]), mask_file)
+    html = build_report(design_matrices=[design], contrasts={"a": "a"},
+                        z_maps={"a": str(z_file)}, mask_img=str(mask_file))
+    page = ReportReader(html)
+    assert page.count("design-matrix") == 1 and page.count("stat-map") == 0
+    assert "Largest z: 5.000; smallest z: -2.000." in html
+    assert int((values > -1).sum()) == 85
+    assert "<th scope='row'>elements in mask</th><td>85</td>" in html
+    assert any("rank deficient" in w for w in page.warnings)
