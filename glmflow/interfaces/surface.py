@@ -55,9 +55,9 @@ class CountScans(SimpleInterface):
 class _ComputeSurfaceMaskInputSpec(GLMFlowInputSpec):
     bold_files = traits.List(traits.List(File(exists=True)), mandatory=True,
                              desc=f"the runs, each {_RUN_DESC}")
-    mask_files = traits.Either(
-        None, traits.List(File(exists=True)), default=None, usedefault=True,
-        desc="a given mask ([left, right] GIFTI or [mask.dscalar.nii]); non-zero = in. "
+    mask_files = InputMultiObject(
+        File(exists=True),
+        desc="a given mask ([left, right] GIFTI or mask.dscalar.nii); non-zero = in. "
              "Default: elements finite in every run (nilearn's rule)",
     )
 

@@ -146,3 +146,26 @@ def test_cifti_errors(cifti_study):
         compute_surface_mask(cifti_study["files"][:1], np.ones(10))
     with pytest.raises(MaskError, match="empty"):
         compute_surface_mask(cifti_study["files"][:1], np.zeros(geometry.mask.size))
+
+
+def test_cifti_given_mask_dscalar(cifti_study, tmp_path):
+    """A dscalar mask (here: putamen left out) is applied; maps are zero outside it."""
+    from glmflow.core.surface import save_mask
+    from glmflow.interfaces.surface import ComputeSurfaceMask
+
+    geometry = compute_surface_mask(cifti_study["files"][:1])
+    putamen = cifti_study["axis"].name == "CIFTI_STRUCTURE_PUTAMEN_RIGHT"
+    geometry.mask = geometry.mask & ~putamen
+    (mask_file,) = save_mask(geometry, tmp_path / "mask")
+    again = compute_surface_mask(cifti_study["files"], mask_file)
+    assert np.array_equal(again.mask, ~putamen)
+    assert again.brain_models == cifti_study["axis"]
+    node = ComputeSurfaceMask(bold_files=[[f] for f in cifti_study["files"]],
+                              mask_files=mask_file)
+    (tmp_path / "node").mkdir()
+    result = node.run(cwd=str(tmp_path / "node"))
+    written = np.asarray(nib.load(result.outputs.mask_files[0]).dataobj)[0]
+    assert np.array_equal(written > 0, ~putamen)
+    raw = load_masked_surface_run(cifti_study["files"][0], again)
+    data = np.asarray(nib.load(cifti_study["files"][0]).dataobj)
+    np.testing.assert_array_equal(raw, data[:, ~putamen].astype(np.float64))
