@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from glmflow.core.errors import DesignError, EventsError, ModelFileError
+from glmflow.core.io import bids_label
 
 KNOWN_TRANSFORMS = ("Factor", "Scale", "Convolve")
 _HRF_MODELS = {"spm": "spm", "glover": "glover", "doublegamma": "spm", "fir": "fir"}
@@ -467,4 +468,13 @@ def run_contrasts(model: RunModel, design_columns, columns: dict) -> list[dict]:
             row[design_columns.index(column)] = 1.0
             out.append({"name": condition, "conditions": [condition], "weights": [[1.0]],
                         "stat_type": "t", "matrix": [row.tolist()]})
+    labels = {}
+    for contrast in out:  # file names use the BIDS label: two contrasts must not share one
+        label = bids_label(contrast["name"])
+        if label in labels:
+            raise DesignError(
+                f"Contrasts {labels[label]!r} and {contrast['name']!r} would both be written "
+                f"as contrast-{label}; rename one."
+            )
+        labels[label] = contrast["name"]
     return out

@@ -158,3 +158,12 @@ def test_default_model_one_contrast_per_trial_type():
     contrasts = run_contrasts(model, ["a", "b", "drift_1", "constant"], columns)
     assert [c["name"] for c in contrasts] == ["a", "b"]
     assert contrasts[1]["matrix"] == [[0, 1, 0, 0]]
+
+
+def test_contrasts_sharing_a_file_label_are_refused():
+    document = json.loads(json.dumps(MODEL))
+    document["Nodes"][0]["Contrasts"][1]["Name"] = "a vs b"  # label aVsB, like a_vs_b
+    model = parse_model(document)
+    columns = {"trial_type.a": "trial_type_a", "trial_type.b": "trial_type_b"}
+    with pytest.raises(DesignError, match="contrast-aVsB"):
+        run_contrasts(model, ["trial_type_a", "trial_type_b", "constant"], columns)
