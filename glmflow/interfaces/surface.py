@@ -122,12 +122,11 @@ class FitSurfaceGLM(SimpleInterface):
 
     def _run_interface(self, runtime):
         from glmflow.core.design import load_design
-        from glmflow.core.glm import chunk_size_for, save_model
+        from glmflow.core.glm import chunk_size_for, fit_glm, save_model
         from glmflow.core.io import read_sample_mask
         from glmflow.core.surface import (
-            fit_surface_run,
             load_mask,
-            n_scans,
+            load_masked_surface_run,
             resolve_mesh,
             save_maps,
         )
@@ -135,21 +134,25 @@ class FitSurfaceGLM(SimpleInterface):
 
         geometry = load_mask(list(self.inputs.mask_files))
         mesh = optional(self.inputs.mesh)
+        raw = load_masked_surface_run(
+            list(self.inputs.bold_file), geometry,
+            smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
+            mesh=None if mesh is None else resolve_mesh(mesh, mesh_type=self.inputs.mesh_type),
+        )
         design = check_design(load_design(self.inputs.design_file),
                               source=self.inputs.design_file)
         sample_file = optional(self.inputs.sample_mask_file)
         sample_mask = None
         if sample_file is not None:
-            sample_mask = check_sample_mask(
-                read_sample_mask(sample_file), n_scans=n_scans(list(self.inputs.bold_file)),
-                source=sample_file, n_regressors=design.shape[1])
+            sample_mask = check_sample_mask(read_sample_mask(sample_file), n_scans=raw.shape[0],
+                                            source=sample_file, n_regressors=design.shape[1])
         scaling = self.inputs.signal_scaling
-        model, outputs = fit_surface_run(
-            list(self.inputs.bold_file),
+        model, outputs = fit_glm(
+            raw,
             design,
-            geometry,
-            smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
-            mesh=None if mesh is None else resolve_mesh(mesh, mesh_type=self.inputs.mesh_type),
+            mask_img=geometry.mask,
+            geometry=geometry.kind,
+            geometry_info=geometry.to_info(),
             noise_model=self.inputs.noise_model,
             t_r=optional(self.inputs.t_r),
             signal_scaling=tuple(scaling) if isinstance(scaling, list) else scaling,
@@ -159,6 +162,7 @@ class FitSurfaceGLM(SimpleInterface):
             chunk_size=chunk_size_for(len(design), self.inputs.chunk_mb),
             keep_outputs=not self.inputs.minimize_memory,
         )
+        del raw
         cwd = runtime.cwd
         self._results["model_file"] = save_model(model, os.path.join(cwd, "model.npz"))
         if outputs is not None:

@@ -169,3 +169,28 @@ def test_cifti_given_mask_dscalar(cifti_study, tmp_path):
     raw = load_masked_surface_run(cifti_study["files"][0], again)
     data = np.asarray(nib.load(cifti_study["files"][0]).dataobj)
     np.testing.assert_array_equal(raw, data[:, ~putamen].astype(np.float64))
+
+
+def test_fit_node_with_sample_mask_equals_core(cifti_study, tmp_path):
+    """FitSurfaceGLM with a scrubbing file gives the core fit's numbers."""
+    from glmflow.core.design import make_design_matrix, save_design
+    from glmflow.core.io import save_sample_mask
+    from glmflow.core.surface import fit_surface_run, save_mask
+    from glmflow.interfaces.surface import FitSurfaceGLM
+
+    run = cifti_study["files"][0]
+    geometry = compute_surface_mask([run])
+    design = make_design_matrix(N_SCANS, t_r=T_R, events=EVENTS)
+    keep = np.setdiff1d(np.arange(N_SCANS), [0, 1, 40])
+    (mask_file,) = save_mask(geometry, tmp_path / "mask")
+    node = FitSurfaceGLM(
+        bold_file=run, mask_files=mask_file, t_r=T_R,
+        design_file=save_design(design, tmp_path / "design.tsv"),
+        sample_mask_file=save_sample_mask(keep, tmp_path / "keep.tsv"),
+    )
+    (tmp_path / "node").mkdir()
+    model = load_model(node.run(cwd=str(tmp_path / "node")).outputs.model_file)
+    expected, _ = fit_surface_run(run, design, geometry, t_r=T_R, sample_mask=keep)
+    assert model.meta["n_scans"] == keep.size
+    np.testing.assert_array_equal(model.betas, expected.betas)
+    np.testing.assert_array_equal(model.dispersion, expected.dispersion)
