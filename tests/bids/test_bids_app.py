@@ -152,10 +152,37 @@ def test_rerun_is_cached_and_refuses_to_overwrite(auditory_result, auditory_run,
     # the same command again: everything from the cache, identical files accepted
     assert main([*argv, "-q"]) == 0
     # a different analysis into the same folder is refused without --overwrite
-    code = main([*argv, "-q", "--confounds", "motion,motion=basic", "--no-report",
-                 "--no-model-maps"])
+    code = main([*argv, "-q", *SCRUB_ARGS])
     assert code == 1
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+SCRUB_ARGS = ["--confounds", "motion,scrub,scrub=0,fd_threshold=0.5", "--no-report",
+              "--no-model-maps"]
+
+
+def test_scrubbing_flows_into_the_fit(auditory_tree, auditory_run, tmp_path):
+    """Volumes with high framewise displacement are censored exactly as nilearn does."""
+    _, argv = auditory_run
+    out = tmp_path / "scrubbed"
+    argv = [argv[0], str(out), *argv[2:]]  # same work folder: the fit may be cached
+    assert main([*argv, "-q", *SCRUB_ARGS]) == 0
+    run = auditory_tree["runs"][0]
+    confounds, sample_mask = load_confounds(str(run["bold"]), strategy=("motion", "scrub"),
+                                            scrub=0, fd_threshold=0.5)
+    assert sorted(set(range(84)) - set(sample_mask)) == [0, 30, 31]
+    events = pd.read_csv(run["events"], sep="\t")
+    reference = FirstLevelModel(t_r=7.0, mask_img=str(run["mask"]), noise_model="ar1")
+    reference.fit(str(run["bold"]), events=events, confounds=confounds,
+                  sample_masks=sample_mask)
+    ref_z = reference.compute_contrast("listening").get_fdata()
+    func = out / "sub-01" / "func"
+    z = nib.load(func / f"{PREFIX}_contrast-listening_stat-z_statmap.nii.gz").get_fdata()
+    assert np.abs(z - ref_z).max() < 1e-9
+    meta = json.loads((func / f"{PREFIX}_contrast-listening_stat-z_statmap.json").read_text())
+    assert meta["VolumesExcluded"] == [0, 30, 31]
+    assert meta["DegreesOfFreedom"] == 81 - np.linalg.matrix_rank(
+        reference.design_matrices_[0].to_numpy())
 
 
 def test_model_on_localizer_equals_nilearn(localizer_tree, tmp_path):
