@@ -253,7 +253,7 @@ default="Linear"
         if not isinstance(bins, Integral) or isinstance(bins, bool) or bins < 1:
             raise ParameterError(f"bins must be a positive integer; got {bins!r}.")
 
-        base_dir, temporary = self._work_dir()
+        base_dir, temporary = self._work_dir(params["plugin"])
         succeeded = False
         try:
             self._log(f"Fitting {len(runs)} run(s) with plugin {params['plugin']} "
@@ -484,8 +484,12 @@ default="Linear"
             designs.append(design)
         return designs, [False] * n_runs
 
-    def _work_dir(self):
-        """``(folder, temporary)``: base_dir, else memory's folder, else a new temporary one."""
+    def _work_dir(self, plugin):
+        """``(folder, temporary)``: base_dir, else memory's folder, else a new temporary one.
+
+        For batch schedulers the temporary folder is made in the current directory, which
+        compute nodes are far more likely to share than the submitting host's /tmp.
+        """
         folder = self.base_dir
         if folder is None and self.memory is not None:
             folder = getattr(self.memory, "location", self.memory)
@@ -497,7 +501,9 @@ default="Linear"
             folder = Path(folder).expanduser().absolute()
             folder.mkdir(parents=True, exist_ok=True)
             return str(folder), False
-        return tempfile.mkdtemp(prefix="glmflow_"), True
+        shared = plugin.startswith(("SLURM", "SGE"))
+        return tempfile.mkdtemp(prefix=".glmflow_" if shared else "glmflow_",
+                                dir=os.getcwd() if shared else None), True
 
     def _mask_file(self, inputs, runs, params):
         """The mask for the workflow's inputnode (None: computed by the workflow)."""
@@ -1000,6 +1006,10 @@ class _InputWriter:
         data = np.asanyarray(img.dataobj)
         header = img.header.copy() if isinstance(img, nib.Nifti1Image) else None
         out = nib.Nifti1Image(data, img.affine, header)
+        # Write the values as they are in memory (a header's integer type and scale
+        # factors would re-quantize them).
+        out.set_data_dtype(data.dtype)
+        out.header.set_slope_inter(None, None)
         target = self._path(stem, [np.asarray(img.affine, float).tobytes(),
                                    str((data.shape, data.dtype.str)).encode(),
                                    np.ascontiguousarray(data).tobytes()], ".nii")
