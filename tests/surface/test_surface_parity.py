@@ -132,3 +132,21 @@ def test_sample_mask_equals_nilearn(fsaverage5, surface_study):
     assert model.meta["n_scans"] == keep.size
     for hemi in HEMIS:
         np.testing.assert_allclose(got[hemi], expected.data.parts[hemi], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("options", [{"signal_scaling": False, "standardize": True},
+                                     {"signal_scaling": (0, 1)}])
+def test_scaling_options_equal_nilearn(fsaverage5, surface_study, options):
+    """Standardisation (nilearn's clean on the SurfaceMasker output) and grand-mean scaling."""
+    from nilearn.glm.first_level import FirstLevelModel
+
+    img = surface_image(fsaverage5, surface_study["runs"][1])
+    mask = surface_image(fsaverage5, surface_study["mask"])
+    reference = FirstLevelModel(t_r=T_R, mask_img=mask, **options).fit(img, events=EVENTS)
+    expected = reference.compute_contrast("a - b", output_type="z_score")
+    geometry = compute_surface_mask([img], mask)
+    design = make_design_matrix(80, t_r=T_R, events=EVENTS)
+    model, _ = fit_surface_run(img, design, geometry, t_r=T_R, **options)
+    got = unmask(compute_contrast(model, "a - b").maps["z_score"], geometry)
+    for hemi in HEMIS:
+        np.testing.assert_allclose(got[hemi], expected.data.parts[hemi], rtol=0, atol=1e-9)
