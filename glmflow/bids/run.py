@@ -7,6 +7,8 @@ contrasts) into the files the GLM nodes take.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import nibabel as nib
@@ -76,18 +78,11 @@ def prepare_run(
     # fMRIPrep's cosine regressors (strategy "high_pass") already are a cosine drift basis.
     uses_fmriprep_cosines = "high_pass" in strategy["strategy"]
     drift_model = None if uses_fmriprep_cosines or model.high_pass is None else "cosine"
-    design = make_design_matrix(
-        n_scans,
-        t_r=t_r,
-        events=events_in,
-        confounds=confounds,
-        slice_time_ref=ref,
-        hrf_model=model.hrf_model,
-        drift_model=drift_model,
-        high_pass=model.high_pass if model.high_pass is not None else 0.01,
-        drift_order=drift_order,
-        min_onset=min_onset,
-    )
+    # nilearn logs "A 'modulation' column was found" to stdout on every design it builds
+    # (it adds that column itself); keep the command's progress output readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        design = _design(n_scans, t_r, events_in, confounds, ref, model, drift_model,
+                         drift_order, min_onset)
     if sample_mask is not None:
         if sample_mask.max() >= n_scans or sample_mask.min() < 0:
             raise SampleMaskError(
@@ -125,3 +120,19 @@ def prepare_run(
         "HRF": model.hrf_model,
     }
     return design, sample_mask, contrasts, provenance
+
+
+def _design(n_scans, t_r, events, confounds, slice_time_ref, model, drift_model, drift_order,
+            min_onset):
+    return make_design_matrix(
+        n_scans,
+        t_r=t_r,
+        events=events,
+        confounds=confounds,
+        slice_time_ref=slice_time_ref,
+        hrf_model=model.hrf_model,
+        drift_model=drift_model,
+        high_pass=model.high_pass if model.high_pass is not None else 0.01,
+        drift_order=drift_order,
+        min_onset=min_onset,
+    )
