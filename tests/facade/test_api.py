@@ -352,3 +352,19 @@ def test_dataframe_events_and_tsv_events_agree(run, tmp_path):
     a = quiet(FirstLevelModel(t_r=2.0, noise_model="ols").fit, img, str(path))
     b = quiet(FirstLevelModel(t_r=2.0, noise_model="ols").fit, img, events)
     pd.testing.assert_frame_equal(a.design_matrices_[0], b.design_matrices_[0])
+
+
+def test_bins(run):
+    """fit(bins=...) as nilearn when the FitGLM node takes it; a clear error otherwise."""
+    from glmflow.interfaces import FitGLM
+
+    img, events = run
+    if "bins" not in FitGLM().inputs.copyable_trait_names():
+        with pytest.raises(ValueError, match="bins=50"):
+            quiet(FirstLevelModel(t_r=2.0).fit, img, events, bins=50)
+        return
+    reference = quiet(NilearnModel(t_r=2.0).fit, img, events, bins=10)
+    ours = quiet(FirstLevelModel(t_r=2.0).fit, img, events, bins=10)
+    assert len(ours.results_[0]) == len(reference.results_[0]) <= 10
+    assert_same_maps(ours.compute_contrast("audio", output_type="all"),
+                     reference.compute_contrast("audio", output_type="all"))
