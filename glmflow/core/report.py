@@ -40,10 +40,11 @@ HIGH_CORRELATION = 0.9
 #: Packages whose versions the report lists (read from metadata: nothing is imported).
 VERSION_PACKAGES = ("glmflow", "nilearn", "nipype", "numpy", "scipy", "nibabel", "pandas",
                     "scikit-learn", "matplotlib")
-#: Model parameters listed in the report (nilearn's names), in this order.
-REPORT_PARAMETERS = ("t_r", "slice_time_ref", "hrf_model", "drift_model", "high_pass",
-                     "drift_order", "fir_delays", "min_onset", "noise_model", "smoothing_fwhm",
-                     "signal_scaling", "standardize", "target_affine", "target_shape")
+#: Model parameters a report may list (nilearn's names).
+REPORT_PARAMETERS = ("subject_label", "t_r", "slice_time_ref", "hrf_model", "drift_model",
+                     "high_pass", "drift_order", "fir_delays", "noise_model",
+                     "smoothing_fwhm", "signal_scaling", "standardize", "target_affine",
+                     "target_shape")
 #: Clusters listed per sign in a cluster table (see :func:`cluster_table`).
 MAX_CLUSTERS = 50
 #: nilearn's default display modes.
@@ -304,31 +305,32 @@ def report_from_model(
 
 
 def model_parameters(**params) -> dict:
-    """The model parameters a report lists, in a fixed order.
+    """The model parameters a report lists: nilearn's selection, sorted by name.
 
     The workflow and the facade both build the ``parameters`` of :func:`build_report`
-    with this function, so the same settings give the same table.
+    with this rule, so the same settings give the same table. As nilearn's report does,
+    it keeps ``fir_delays`` only for the FIR model, ``high_pass`` only for cosine drifts,
+    ``drift_order`` only for polynomial drifts, and leaves out unset (None) values.
 
     Parameters
     ----------
     **params
         Any of :data:`REPORT_PARAMETERS` (nilearn ``FirstLevelModel`` names). Unknown
-        names raise :class:`ParameterError`; ``target_affine``/``target_shape`` are listed
-        only when set.
+        names raise :class:`ParameterError`.
     """
     unknown = sorted(set(params) - set(REPORT_PARAMETERS))
     if unknown:
         raise ParameterError(f"Unknown report parameter(s) {unknown}; expected some of "
                              f"{list(REPORT_PARAMETERS)}.")
-    out = {}
-    for key in REPORT_PARAMETERS:
-        if key not in params:
-            continue
-        value = _jsonable(params[key])
-        if key in ("target_affine", "target_shape") and value is None:
-            continue
-        out[key] = value
-    return out
+    keep = set(params) - {"fir_delays", "high_pass", "drift_order"}
+    if params.get("hrf_model") == "fir":
+        keep.add("fir_delays")
+    if params.get("drift_model") == "cosine":
+        keep.add("high_pass")
+    elif params.get("drift_model") == "polynomial":
+        keep.add("drift_order")
+    return {key: _jsonable(params[key]) for key in sorted(keep & set(params))
+            if params[key] is not None}
 
 
 def software_versions() -> dict:

@@ -237,7 +237,7 @@ def init_first_level_wf(
         _add_report(workflow, contrasts=contrasts, parameters=dict(
             t_r=t_r, slice_time_ref=slice_time_ref, hrf_model=hrf_model,
             drift_model=drift_model, high_pass=high_pass, drift_order=drift_order,
-            fir_delays=fir_delays, min_onset=min_onset, noise_model=noise_model,
+            fir_delays=fir_delays, noise_model=noise_model,
             smoothing_fwhm=smoothing_fwhm, signal_scaling=signal_scaling,
             standardize=standardize, target_affine=target_affine, target_shape=target_shape,
         ))

@@ -176,12 +176,18 @@ def test_contrast_errors_name_the_contrast():
                      mask_img=mask, bg_img=None)
 
 
-def test_model_parameters_order_and_names():
+def test_model_parameters_follow_nilearns_selection():
     params = model_parameters(noise_model="ar1", t_r=2.0, hrf_model="spm",
-                              target_affine=None, fir_delays=(0, 1))
-    assert list(params) == ["t_r", "hrf_model", "fir_delays", "noise_model"]
-    assert params["fir_delays"] == [0, 1]
-    assert list(REPORT_PARAMETERS[:2]) == ["t_r", "slice_time_ref"]
+                              drift_model="cosine", high_pass=0.01, drift_order=1,
+                              fir_delays=(0, 1), target_affine=None, signal_scaling=(0, 1))
+    assert list(params) == ["drift_model", "high_pass", "hrf_model", "noise_model",
+                            "signal_scaling", "t_r"]
+    assert params["signal_scaling"] == [0, 1]
+    fir = model_parameters(hrf_model="fir", fir_delays=(0, 1), drift_model="polynomial",
+                           drift_order=2, high_pass=0.01)
+    assert fir == {"drift_model": "polynomial", "drift_order": 2, "fir_delays": [0, 1],
+                   "hrf_model": "fir"}
+    assert "subject_label" in REPORT_PARAMETERS
     with pytest.raises(ParameterError, match="bogus"):
         model_parameters(bogus=1)
 

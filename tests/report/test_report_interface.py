@@ -106,30 +106,57 @@ def _write_study(study, folder):
     return bold, events, mask
 
 
-def test_workflow_gives_the_facade_report(simulated_study, simulated_model, tmp_path):
-    """init_first_level_wf's report equals the facade path's (report_from_model), byte for
-    byte: glmflow's fit, design and mask against nilearn's, same parameters and methods."""
+@pytest.fixture(scope="module")
+def workflow_run(simulated_study, tmp_path_factory):
+    """init_first_level_wf (with its GLMReport step) run on the simulated study."""
     from glmflow.execution import run_workflow
     from glmflow.workflows.first_level import init_first_level_wf
     from glmflow.workflows.outputs import collect_outputs
 
-    model, _ = simulated_model
-    bold, events, mask = _write_study(simulated_study, tmp_path / "data")
+    folder = tmp_path_factory.mktemp("workflow_report")
+    bold, events, mask = _write_study(simulated_study, folder / "data")
     wf = init_first_level_wf(t_r=simulated_study["t_r"], contrasts=CONTRASTS, **WF_OPTIONS)
     wf.inputs.inputnode.bold_files = bold
     wf.inputs.inputnode.events_files = events
     wf.inputs.inputnode.mask_file = mask
     wf.get_node("report").inputs.title = "sim"
-    outputs = collect_outputs(wf, run_workflow(wf, base_dir=tmp_path / "work"))
+    outputs = collect_outputs(wf, run_workflow(wf, base_dir=folder / "work"))
     html = open(outputs["report_file"], encoding="utf-8").read()
-    # the facade passes the model's parameters and the workflow's methods text
-    expected = _facade_report(model, methods_text=wf.__desc__)
+    return {"html": html, "outputs": outputs, "desc": wf.__desc__, "bold": bold,
+            "events": events, "mask": mask}
+
+
+def test_workflow_gives_the_nilearn_model_report(workflow_run, simulated_study,
+                                                 simulated_model):
+    """The workflow's report equals report_from_model on nilearn's own fit, byte for byte:
+    glmflow's fit, design and mask against nilearn's, same parameters and methods."""
+    model, _ = simulated_model
+    html = workflow_run["html"]
+    expected = _facade_report(model, methods_text=workflow_run["desc"])
     page, reference = ReportReader(html), ReportReader(expected)
     assert page.tables == reference.tables  # the numbers first, for a readable failure
     assert page.warnings == reference.warnings
     assert html == expected
-    _, peak = z_peak(nib.load(outputs["z_files"][0]), simulated_study["mask"])
+    _, peak = z_peak(nib.load(workflow_run["outputs"]["z_files"][0]), simulated_study["mask"])
     assert page.top_peak("a - b")[3] == pytest.approx(peak, abs=5e-4)
+
+
+def test_workflow_and_facade_give_the_same_report(workflow_run):
+    """glmflow.FirstLevelModel.generate_report and the workflow's report step agree."""
+    from glmflow import FirstLevelModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = FirstLevelModel(t_r=2.0, mask_img=workflow_run["mask"], **WF_OPTIONS).fit(
+            workflow_run["bold"], events=workflow_run["events"])
+        # the methods text is the workflow's (the facade's own may be built for another
+        # contrast list); everything else must come out identical
+        model.methods_text = workflow_run["desc"]
+        report = model.generate_report(contrasts=NILEARN_CONTRASTS, title="sim")
+    html = getattr(report, "html", None) or str(report)
+    page, reference = ReportReader(html), ReportReader(workflow_run["html"])
+    assert page.tables == reference.tables
+    assert html == workflow_run["html"]
 
 
 def test_workflow_without_report(simulated_study):
