@@ -7,6 +7,7 @@ pair or a ``.dscalar.nii``), statistical maps leave as GIFTI pairs or ``.dscalar
 
 import os
 
+import numpy as np
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
@@ -187,6 +188,10 @@ class _EstimateSurfaceContrastInputSpec(GLMFlowInputSpec):
     )
     stat_type = traits.Either(None, traits.Enum("t", "F"), default=None, usedefault=True,
                               desc="'t' or 'F' (default: t for vectors, F for matrices)")
+    gifti_float32 = traits.Bool(
+        False, usedefault=True,
+        desc="write GIFTI maps in float32 (the GIFTI standard's float type, read by every "
+             "tool) instead of float64 (exact: equal to nilearn's to 1e-9)")
 
 
 class _EstimateSurfaceContrastOutputSpec(TraitedSpec):
@@ -225,6 +230,7 @@ class EstimateSurfaceContrast(SimpleInterface):
                 result.maps[key], geometry,
                 os.path.join(runtime.cwd, f"contrast-{label}_stat-{stat}_statmap"),
                 name=f"{label} {stat}", intent=intent,
+                gifti_dtype=np.float32 if self.inputs.gifti_float32 else np.float64,
             )
         self._results["stat_type"] = result.stat_type
         self._results["dof"] = result.dof

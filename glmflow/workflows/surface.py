@@ -55,6 +55,7 @@ def init_surface_first_level_wf(
     minimize_memory=True,
     random_state=None,
     confound_columns=None,
+    gifti_float32=False,
 ):
     """Build the first-level GLM workflow for surface (GIFTI) or CIFTI-2 runs.
 
@@ -81,6 +82,10 @@ def init_surface_first_level_wf(
         surface smoothing (neighbour averaging, FWHM mapped to iterations).
     confound_columns : list of str, optional
         Use only these confounds columns.
+    gifti_float32 : bool, default=False
+        Write the GIFTI statistical maps in float32, the GIFTI standard's float type (what
+        Workbench and FreeSurfer expect). The default float64 keeps the maps equal to
+        nilearn's to 1e-9 (nibabel and nilearn read it); CIFTI maps are always float64.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def init_surface_first_level_wf(
         name="fit",
     )
     contrast = pe.MapNode(
-        EstimateSurfaceContrast(),
+        EstimateSurfaceContrast(gifti_float32=bool(gifti_float32)),
         iterfield=["contrast_name", "contrast_def", "stat_type"],
         name="contrast",
     )

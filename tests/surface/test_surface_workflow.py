@@ -74,7 +74,7 @@ def test_gifti_workflow_equals_nilearn(gifti_files, fsaverage5, tmp_path):
 
 def test_minimize_memory_false_writes_gifti_series(gifti_files, tmp_path):
     workflow = init_surface_first_level_wf(t_r=T_R, contrasts={"a": "a"}, noise_model="ols",
-                                           minimize_memory=False)
+                                           minimize_memory=False, gifti_float32=True)
     workflow.inputs.inputnode.bold_files = gifti_files["bold"][:1]
     workflow.inputs.inputnode.events_files = gifti_files["events"][:1]
     workflow.inputs.inputnode.mask_files = gifti_files["mask"]
@@ -86,6 +86,10 @@ def test_minimize_memory_false_writes_gifti_series(gifti_files, tmp_path):
     inside = read_pair(out["mask_files"])["left"] > 0
     assert (r2["left"][inside] >= 0).all() and (r2["left"][inside] <= 1).all()
     assert not r2["left"][~inside].any()
+    # gifti_float32: standard-conforming GIFTI (float32) statistical maps.
+    z = nib.load(out["z_files"][0][1])
+    assert z.darrays[0].datatype == nib.nifti1.data_type_codes["float32"]
+    assert z.darrays[0].data.dtype == np.float32 and np.abs(z.darrays[0].data).max() > 3
 
 
 def test_run_lists():
