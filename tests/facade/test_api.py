@@ -368,3 +368,12 @@ def test_bins(run):
     assert len(ours.results_[0]) == len(reference.results_[0]) <= 10
     assert_same_maps(ours.compute_contrast("audio", output_type="all"),
                      reference.compute_contrast("audio", output_type="all"))
+
+
+def test_fitted_model_pickles(fitted):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(fitted))
+    assert_same_maps(copy.compute_contrast("audio - video", output_type="all"),
+                     fitted.compute_contrast("audio - video", output_type="all"), z_tol=1e-15,
+                     rtol=0)
