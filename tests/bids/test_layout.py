@@ -141,3 +141,16 @@ def test_sessions_runs_and_resolutions(tmp_path):
     # subject-level sidecar (SliceTiming) merged over the top-level one (RepetitionTime)
     assert run.metadata == {"RepetitionTime": 2.0, "SliceTiming": [0, 1]}
     assert len(collect_runs(raw, deriv, space="MNI:res-1")) == 4
+
+
+def test_bids_package_does_not_import_nipype():
+    """Like glmflow.core: the BIDS logic is usable (and fast to import) without nipype."""
+    import subprocess
+    import sys
+
+    code = ("import sys, glmflow.bids.layout, glmflow.bids.stats_model, glmflow.bids.confounds,"
+            " glmflow.bids.run, glmflow.bids.outputs;"
+            " print(sorted(m for m in sys.modules if m.split('.')[0] == 'nipype'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
