@@ -6,6 +6,7 @@ import os
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
 from glmflow.core.contrasts import compute_contrast
+from glmflow.core.errors import ParameterError
 from glmflow.core.glm import load_model
 from glmflow.core.io import bids_label, save_img
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
@@ -50,6 +51,11 @@ class EstimateContrast(SimpleInterface):
 
     def _run_interface(self, runtime):
         models = [load_model(path) for path in self.inputs.model_files]
+        if models[0].geometry != "volume":
+            raise ParameterError(
+                f"{self.inputs.model_files[0]} is a {models[0].geometry} model; use "
+                "EstimateSurfaceContrast (glmflow.interfaces.surface) for surface/CIFTI data."
+            )
         result = compute_contrast(
             models, decode_contrast(self.inputs.contrast_def), optional(self.inputs.stat_type)
         )
