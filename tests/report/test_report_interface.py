@@ -174,3 +174,29 @@ def test_design_files_round_trip_exactly(simulated_model, tmp_path):
     back = load_design(save_design(design, tmp_path / "d.tsv"))
     pd.testing.assert_frame_equal(back, design, check_names=False, check_index_type=False,
                                   check_freq=False, rtol=0, atol=0)
+
+
+def test_interface_passes_threshold_options(tmp_path, monkeypatch):
+    from .test_report_build import _tiny_inputs
+
+    design, mask, z_map = _tiny_inputs()
+    z_map = nib.Nifti1Image(np.asanyarray(z_map.dataobj) * 12, z_map.affine)
+    files = {"design": save_design(design, tmp_path / "design.tsv"),
+             "mask": save_img(mask, tmp_path / "mask.nii.gz"),
+             "z": save_img(z_map, tmp_path / "z.nii.gz")}
+    monkeypatch.chdir(tmp_path)
+    node = GLMReport(design_files=[files["design"]], mask_file=files["mask"],
+                     z_files=[files["z"]], contrast_names=["a"],
+                     contrasts=encode_contrasts({"a": "a"}), height_control=None,
+                     threshold=5.0, plot_type="glass", bg_img="", two_sided=True,
+                     max_clusters=3, out_name="sub-01_report.html")
+    report_file = node.run().outputs.report_file
+    assert report_file.endswith("sub-01_report.html")
+    html = open(report_file, encoding="utf-8").read()
+    assert "<th scope='row'>Threshold (z)</th><td>5.000</td>" in html
+    assert "<th scope='row'>Two sided</th><td>yes</td>" in html
+    rows = ReportReader(html).tables["a"][1:]
+    peaks = [float(row[4]) for row in rows]
+    assert all(abs(p) > 5.0 for p in peaks) and min(peaks) < 0 < max(peaks)
+    main_rows = [row for row in rows if not row[0][-1].isalpha()]
+    assert len(main_rows) <= 6  # at most 3 clusters per sign
