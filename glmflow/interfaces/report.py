@@ -111,7 +111,9 @@ class GLMReport(SimpleInterface):
             plot_type=self.inputs.plot_type,
             cut_coords=optional(self.inputs.cut_coords),
             display_mode=optional(self.inputs.display_mode),
-            report_dims=tuple(self.inputs.report_dims),
+            # a MapNode copy of this interface can lose the Tuple trait's default
+            report_dims=tuple(self.inputs.report_dims) if isdefined(self.inputs.report_dims)
+            else (1600, 800),
             max_clusters=self.inputs.max_clusters if isdefined(self.inputs.max_clusters)
             else MAX_CLUSTERS,
         )
