@@ -250,11 +250,12 @@ default="Linear"
         designs, given_designs = self._designs(runs, n_scans, events, confounds,
                                                design_matrices, params)
         masks = _check_sample_masks(sample_masks, n_scans, designs)
+        _check_designs(designs, masks)
         if not isinstance(bins, Integral) or isinstance(bins, bool) or bins < 1:
             raise ParameterError(f"bins must be a positive integer; got {bins!r}.")
 
         base_dir, temporary = self._work_dir(params["plugin"])
-        succeeded = False
+        succeeded = started = False
         try:
             self._log(f"Fitting {len(runs)} run(s) with plugin {params['plugin']} "
                       f"in {base_dir}.")
@@ -271,6 +272,7 @@ default="Linear"
                 workflow = model_surface.init_workflow(self, params, bins, mesh_files)
                 model_surface.set_inputs(workflow, bold_files, design_files, surface_masks,
                                          mask_files)
+                started = True
                 outputs = self._run(workflow, params, base_dir)
                 model_surface.load_outputs(self, outputs, designs, masks, runs)
                 succeeded = True
@@ -288,11 +290,13 @@ default="Linear"
                 node.inputs.mask_file = mask_file
             if mask_files is not None:
                 node.inputs.sample_mask_files = mask_files
+            started = True
             outputs = self._run(workflow, params, base_dir)
             self._load(outputs, designs, given_designs, masks, params)
             succeeded = True
         finally:
-            if temporary and succeeded:
+            # A failed run keeps its temporary folder: the error names its crash files.
+            if temporary and (succeeded or not started):
                 shutil.rmtree(base_dir, ignore_errors=True)
             elif temporary:
                 self._log(f"The working directory {base_dir} was kept for inspection.",
@@ -977,6 +981,15 @@ def _check_sample_masks(sample_masks, n_scans, designs):
                 "columns; at least one more scan than columns is needed.")
         checked.append(array.astype(np.int32))
     return checked
+
+
+def _check_designs(designs, masks):
+    """Design checks before any work (rank, finite values), on the scans that are kept."""
+    from glmflow.core.validation import check_design
+
+    for index, design in enumerate(designs):
+        kept = design if masks is None else design.iloc[masks[index], :]
+        check_design(kept, source=f"run {index + 1}", n_scans=len(kept))
 
 
 class _InputWriter:

@@ -377,3 +377,32 @@ def test_fitted_model_pickles(fitted):
     assert_same_maps(copy.compute_contrast("audio - video", output_type="all"),
                      fitted.compute_contrast("audio - video", output_type="all"), z_tol=1e-15,
                      rtol=0)
+
+
+def test_temporary_folder_cleanup(run, tmp_path, monkeypatch):
+    """Input errors leave nothing behind; a failed workflow keeps its folder (crash files)."""
+    import tempfile
+
+    img, events = run
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(OSError, match="does not exist"):
+        quiet(FirstLevelModel(t_r=2.0, mask_img=str(tmp_path / "no_mask.nii.gz")).fit,
+              img, events)
+    assert not list(tmp_path.glob("glmflow_*"))
+    # a design without residual degrees of freedom is refused before any work
+    design = pd.DataFrame(np.random.default_rng(0).normal(size=(60, 60)))
+    with pytest.raises(ValueError, match="rank|columns"):
+        quiet(FirstLevelModel().fit, img, design_matrices=design)
+    assert not list(tmp_path.glob("glmflow_*"))
+    # a node that fails inside the workflow: its folder and crash file are kept
+    from glmflow.core.run_errors import WorkflowError
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr("glmflow.core.glm.fit_glm", broken)
+    monkeypatch.setattr("glmflow.interfaces.fit.fit_glm", broken, raising=False)
+    with pytest.raises(WorkflowError, match="simulated failure"):
+        quiet(FirstLevelModel(t_r=2.0).fit, img, events)
+    kept = list(tmp_path.glob("glmflow_*"))
+    assert kept and any(kept[0].rglob("crash-*"))
