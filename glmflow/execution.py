@@ -232,15 +232,24 @@ def _bold_files_of(workflow):
 _EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)):?\s?(.*)$")
 
 
-def _reason_from_traceback(text):
-    """The innermost ``SomeError: message`` line of a traceback (text or list of lines)."""
+def _reason_from_traceback(text, max_lines=12):
+    """The innermost ``SomeError: message`` of a traceback, with the message's extra lines.
+
+    Nipype nests the interface's traceback inside its own (tab-indented), so the last
+    error line is the root cause; the lines after it belong to its message (glmflow's
+    errors list what was expected there).
+    """
     if isinstance(text, (list, tuple)):
         text = "".join(text)
-    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
-    # Nipype nests the interface's traceback inside its own; the last error line is the root.
-    for line in reversed(lines):
-        if _EXC_LINE.match(line):
-            return line
+    # drop nipype's tab indentation but keep the message's own (carets line up)
+    lines = [ln.rstrip().lstrip("\t") for ln in str(text or "").splitlines()]
+    lines = [ln for ln in lines if ln.strip()]
+    for index in range(len(lines) - 1, -1, -1):
+        match = _EXC_LINE.match(lines[index])
+        if match:
+            name = match.group(1).rsplit(".", 1)[-1]  # glmflow.core.errors.X -> X
+            head = f"{name}: {match.group(3)}".rstrip() if match.group(3) else name
+            return "\n".join([head, *lines[index + 1 : index + max_lines]])
     return lines[-1] if lines else "unknown error"
 
 

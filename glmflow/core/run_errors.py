@@ -50,7 +50,8 @@ class NodeFailure:
     def describe(self, plugin=None):
         """One paragraph: node, job, reason, and the files to read."""
         where = f" in {plugin} job {self.job_id}" if self.job_id else ""
-        head = f"Node '{self.node}' failed{where}: {self.reason}"
+        reason = self.reason.replace("\n", "\n    ")
+        head = f"Node '{self.node}' failed{where}: {reason}"
         lines = [head]
         if self.job_state:
             lines.append(f"  scheduler state: {self.job_state}")
