@@ -94,6 +94,9 @@ def write_derivatives(folder, results, bold_files):
         name = derivative_name({**base, "run": f"{run:02d}"}, "design", ".tsv")
         written.append(_copy(design, func / name))
     written.append(_copy(results["mask_file"], func / derivative_name(base, "mask", ".nii.gz")))
+    if results.get("report_file"):
+        written.append(_copy(results["report_file"],
+                             func / derivative_name(base, "report", ".html")))
     fields = {"effect_files": "effect", "variance_files": "variance", "stat_files": None,
               "z_files": "z", "p_files": "p"}
     for index, name in enumerate(results["contrast_names"]):

@@ -23,6 +23,7 @@ FIELDS = {"effect_files": "effect_size", "variance_files": "effect_variance",
 
 
 def run(study, base_dir, *, plugin="Linear", contrasts=CONTRASTS, confounds=None, **kw):
+    kw.setdefault("report", False)  # the report has its own tests (tests/report)
     wf = init_first_level_wf(t_r=study["t_r"], contrasts=contrasts, **kw)
     wf.inputs.inputnode.bold_files = study["bold"]
     wf.inputs.inputnode.events_files = study["events"]

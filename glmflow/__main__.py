@@ -1,0 +1,7 @@
+"""``python -m glmflow`` is the ``glmflow`` command."""
+
+import sys
+
+from glmflow.cli import main
+
+sys.exit(main())
