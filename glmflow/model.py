@@ -797,22 +797,11 @@ default="Linear"
             **kwargs)
 
     def report_parameters(self):
-        """The model parameters a report lists (nilearn's selection, without defaults' noise)."""
-        keys = ["subject_label", "drift_model", "hrf_model", "standardize", "noise_model",
-                "t_r", "signal_scaling", "smoothing_fwhm", "slice_time_ref", "target_shape",
-                "target_affine"]
-        if self.hrf_model == "fir":
-            keys.append("fir_delays")
-        if self.drift_model == "cosine":
-            keys.append("high_pass")
-        elif self.drift_model == "polynomial":
-            keys.append("drift_order")
-        out = {}
-        for key in sorted(keys):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value.tolist() if isinstance(value, np.ndarray) else value
-        return out
+        """The model parameters a report lists (``glmflow.core.report.model_parameters``,
+        the rule the workflow's report uses too: nilearn's selection)."""
+        from glmflow.core.report import REPORT_PARAMETERS, model_parameters
+
+        return model_parameters(**{name: getattr(self, name) for name in REPORT_PARAMETERS})
 
     def _log(self, message, level=1):
         if self.verbose >= level:
