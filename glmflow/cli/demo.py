@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from glmflow import __version__
-from glmflow.core.io import bids_label, derivative_name, save_img, save_json, save_tsv
+from glmflow.core.io import atomic_path, bids_label, derivative_name, save_img, save_json, save_tsv
 from glmflow.core.simulate import DEMO_REGIONS, block_events, simulate_run
 
 T_R = 2.0
@@ -118,10 +118,9 @@ def write_derivatives(folder, results, bold_files):
 
 
 def _copy(source, target):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    # Atomic, and a different existing result is never replaced silently.
+    with atomic_path(target, overwrite=False) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 
