@@ -68,12 +68,16 @@ def run_facade(files, out_dir, n_runs, noise_model):
 
 
 def run_workflow_case(files, out_dir, n_runs, noise_model, plugin):
+    import inspect
+
     from glmflow.execution import run_workflow
     from glmflow.workflows.first_level import init_first_level_wf
     from glmflow.workflows.outputs import collect_outputs
 
+    # No HTML report: the comparison is the statistics nilearn computes.
+    extra = {"report": False} if "report" in inspect.signature(init_first_level_wf).parameters else {}
     workflow = init_first_level_wf(
-        t_r=files["t_r"], contrasts=files["contrasts"], noise_model=noise_model
+        t_r=files["t_r"], contrasts=files["contrasts"], noise_model=noise_model, **extra
     )
     workflow.inputs.inputnode.bold_files = files["bold"][:n_runs]
     workflow.inputs.inputnode.events_files = files["events"][:n_runs]
