@@ -558,7 +558,7 @@ default="Linear"
         return self.smoothing_fwhm, params["target_affine"], params["target_shape"]
 
     def _workflow(self, params, bins):
-        from glmflow.workflows.first_level import init_first_level_wf
+        from glmflow.workflows.first_level import describe_first_level, init_first_level_wf
 
         smoothing, affine, shape = self._data_parameters(params)
         options = {}
@@ -590,7 +590,13 @@ default="Linear"
                     f"bins={bins}: this glmflow version's FitGLM node uses nilearn's default "
                     "of 100 bins only.")
             fit.inputs.bins = int(bins)
-        self.methods_text = getattr(workflow, "__desc__", None)
+        # The fitting workflow gets placeholder t_r/contrasts (designs are built here), so
+        # the methods paragraph is written from the model's own settings.
+        self.methods_text = describe_first_level(
+            t_r=self.t_r, hrf_model=self.hrf_model, drift_model=self.drift_model,
+            high_pass=self.high_pass, drift_order=self.drift_order,
+            noise_model=self.noise_model, smoothing_fwhm=smoothing,
+            signal_scaling=params["signal_scaling"])
         return workflow
 
     def _run(self, workflow, params, base_dir):

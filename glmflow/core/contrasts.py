@@ -194,7 +194,10 @@ def compute_contrast(models, contrast_def, stat_type=None):
     if stat_type not in ("t", "F"):
         raise ContrastError(f"stat_type must be 't' or 'F'; got {stat_type!r}.")
     if stat_type == "t" and dim > 1:
-        stat_type = "F"  # nilearn converts multi-row t contrasts to F
+        raise ContrastError(
+            f"A t contrast has one row; this one has {dim} (give stat_type='F', or no "
+            "stat_type, for a multi-row contrast)."
+        )
     effect_sum = variance_sum = None
     dof = 0.0
     n_used = 0

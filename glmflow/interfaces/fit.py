@@ -32,6 +32,8 @@ class _FitGLMInputSpec(GLMFlowInputSpec):
                                  desc="resample the data to this shape")
     random_state = traits.Either(None, traits.Int, default=None, usedefault=True,
                                  desc="K-means seed for AR(p>1)")
+    bins = traits.Int(100, usedefault=True,
+                      desc="nilearn's AR(1) bins / AR(p) K-means clusters")
     minimize_memory = traits.Bool(True, usedefault=True,
                                   desc="if False, also write residuals, predicted and R-square")
     chunk_mb = traits.Float(128.0, usedefault=True, desc="working memory per voxel chunk (MB)")
@@ -80,6 +82,7 @@ class FitGLM(SimpleInterface):
             standardize=self.inputs.standardize,
             sample_mask=sample_mask,
             random_state=optional(self.inputs.random_state),
+            bins=self.inputs.bins,
             chunk_size=chunk_size_for(raw.shape[0], self.inputs.chunk_mb),
             keep_outputs=not self.inputs.minimize_memory,
         )

@@ -135,7 +135,7 @@ def init_first_level_wf(
     )
     contrast_specs = normalize_contrasts(contrasts)
     workflow = pe.Workflow(name=name)
-    workflow.__desc__ = _describe(
+    workflow.__desc__ = describe_first_level(
         t_r=t_r, hrf_model=hrf_model, drift_model=drift_model, high_pass=high_pass,
         drift_order=drift_order, noise_model=noise_model, smoothing_fwhm=smoothing_fwhm,
         signal_scaling=signal_scaling, n_contrasts=len(contrast_specs),
@@ -278,9 +278,9 @@ def _pad_node(name):
     )
 
 
-def _describe(*, t_r, hrf_model, drift_model, high_pass, drift_order, noise_model,
-              smoothing_fwhm, signal_scaling, n_contrasts):
-    """The methods paragraph (fMRIPrep-style ``__desc__``)."""
+def describe_first_level(*, t_r, hrf_model, drift_model, high_pass, drift_order, noise_model,
+              smoothing_fwhm, signal_scaling, n_contrasts=None):
+    """The methods paragraph (fMRIPrep-style ``__desc__``) of a first-level model."""
     drift = {
         "cosine": f"a discrete cosine basis set with a {high_pass} Hz high-pass cut-off",
         "polynomial": f"polynomials up to order {drift_order}",
@@ -300,6 +300,8 @@ def _describe(*, t_r, hrf_model, drift_model, high_pass, drift_order, noise_mode
         "nilearn's FirstLevelModel. For each run, the BOLD time series were "
         f"{smoothing}{scaling}. The design matrix convolved the events with the "
         f"{hrf_model} haemodynamic response function (TR = {t_r} s) and included {drift} "
-        f"and any confounds given. Parameters were estimated with {noise}. {n_contrasts} "
-        "contrast(s) were estimated, combined across runs with fixed effects."
+        f"and any confounds given. Parameters were estimated with {noise}."
+        + ("" if n_contrasts is None else
+           f" {n_contrasts} contrast(s) were estimated, combined across runs with fixed "
+           "effects.")
     )
