@@ -169,7 +169,7 @@ def generate(name, out_dir, *, n_runs=4, seed=0, log=print):
     root = Path(out_dir) / name
     # Through JSON so that the comparison with the stored stamp sees the same types.
     stamp = json.loads(json.dumps(
-        {"version": GENERATOR_VERSION, "size": asdict(size), "n_runs": n_runs, "seed": seed}))
+        {"version": GENERATOR_VERSION, "size": asdict(size), "seed": seed}))
     stamp_file = root / "stamp.json"
     files = {
         "mask": str(root / "sub-01_space-MNI_desc-brain_mask.nii.gz"),
@@ -184,14 +184,18 @@ def generate(name, out_dir, *, n_runs=4, seed=0, log=print):
         "shape": list(size.shape),
         "n_scans": size.n_scans,
     }
-    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+    # Runs are seeded independently: reuse what exists, generate only missing runs.
+    done = json.loads(stamp_file.read_text()) if stamp_file.is_file() else {}
+    have = done.pop("runs", []) if done == {**stamp, "runs": done.get("runs", [])} else []
+    missing = [r for r in range(n_runs) if r not in have]
+    if not missing:
         return files
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     mask = ellipsoid_mask(size.shape, size.n_mask)
     affine = affine_for(size)
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), files["mask"])
-    for run in range(n_runs):
+    for run in missing:
         rng = np.random.default_rng([seed, run, size.n_scans])
         events = make_events(size.n_scans, rng)
         confounds = make_confounds(size.n_scans, rng)
@@ -200,9 +204,11 @@ def generate(name, out_dir, *, n_runs=4, seed=0, log=print):
         series = simulate_series(size, mask, events, confounds, rng)
         write_bold(Path(files["bold"][run]), size, mask, series, affine)
         del series
-    stamp_file.write_text(json.dumps(stamp))
+        have = sorted({*have, run})
+        stamp_file.write_text(json.dumps({**stamp, "runs": have}))
     log(f"generated {name}: grid {size.shape} x {size.n_scans} scans, {int(mask.sum())} "
-        f"in-mask voxels, {n_runs} runs in {time.perf_counter() - start:.1f} s -> {root}")
+        f"in-mask voxels, runs {[r + 1 for r in missing]} in {time.perf_counter() - start:.1f} s "
+        f"-> {root}")
     return files
 
 
@@ -212,9 +218,15 @@ def main(argv=None):
     parser.add_argument("--out", default="/tmp/glmflow-bench-data")
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="print only what was generated")
     args = parser.parse_args(argv)
     for name in args.sizes:
-        print(json.dumps(generate(name, args.out, n_runs=args.runs, seed=args.seed), indent=1))
+        files = generate(name, args.out, n_runs=args.runs, seed=args.seed)
+        # The file list for this number of runs, read by run_benchmarks.py.
+        listing = Path(args.out) / name / f"files-{args.runs}.json"
+        listing.write_text(json.dumps(files, indent=1))
+        if not args.quiet:
+            print(listing.read_text())
 
 
 if __name__ == "__main__":

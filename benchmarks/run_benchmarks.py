@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_data import SIZES, generate  # noqa: E402
+from generate_data import SIZES  # noqa: E402
 
 CASES = Path(__file__).resolve().parent / "cases.py"
+GENERATOR = Path(__file__).resolve().parent / "generate_data.py"
 TOOLS = ("nilearn", "facade", "wf-linear", "wf-multiproc")
 #: Which tools run with 4 runs (nilearn's 4-run fit is the long pole at mni2mm).
 MULTI_RUN_TOOLS = ("nilearn", "facade", "wf-linear", "wf-multiproc")
@@ -125,9 +126,19 @@ def max_abs_dz(dir_a, dir_b, contrasts):
 
 
 def run_size(name, args, data_root, log):
-    files = generate(name, data_root, n_runs=max(args.runs), seed=args.seed, log=log)
-    data_json = Path(data_root) / name / "files.json"
-    data_json.write_text(json.dumps(files))
+    # Generate in a child process: a runner grown by the simulation would pass its size on
+    # to every measured process (a forked child's RSS before exec counts in ru_maxrss).
+    gen = subprocess.run(
+        [sys.executable, str(GENERATOR), "--sizes", name, "--out", str(data_root),
+         "--runs", str(max(args.runs)), "--seed", str(args.seed), "--quiet"],
+        capture_output=True, text=True, check=False,
+    )
+    if gen.returncode != 0:
+        raise RuntimeError(f"data generation failed:\n{gen.stderr[-3000:]}")
+    if gen.stdout.strip():
+        log(gen.stdout.strip())
+    data_json = Path(data_root) / name / f"files-{max(args.runs)}.json"
+    files = json.loads(data_json.read_text())
     tools = [t for t in args.tools if t != "facade" or facade_available()]
     if "facade" in args.tools and "facade" not in tools:
         log("glmflow.model (the facade) is not available yet: skipping it.")
