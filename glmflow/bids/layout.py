@@ -28,7 +28,12 @@ ENTITY_ORDER = (
 )  # fmt: skip
 
 #: Entities fMRIPrep adds to raw names for its outputs; dropped to find the raw files.
-DERIVATIVE_ENTITIES = ("space", "res", "den", "cohort", "desc")
+DERIVATIVE_ENTITIES = ("hemi", "space", "res", "den", "cohort", "desc")
+
+#: fMRIPrep's surface output spaces: GIFTI pairs (``*_hemi-<L|R>_space-<S>_bold.func.gii``)
+#: on FreeSurfer meshes, and CIFTI-2 grayordinates (``*_space-fsLR_den-<D>_bold.dtseries.nii``).
+GIFTI_SPACES = ("fsaverage", "fsaverage3", "fsaverage4", "fsaverage5", "fsaverage6", "fsnative")
+CIFTI_SPACES = ("fsLR",)
 
 _ENTITY_RE = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 _SUFFIX_RE = re.compile(r"^[a-zA-Z0-9]+$")
@@ -151,14 +156,27 @@ class RunFiles:
     """Everything the GLM of one preprocessed run needs, found on disk."""
 
     entities: dict  #: the raw entities (sub, ses, task, acq, run, ...) without space/desc
-    bold: Path
-    mask: Path
+    bold: Path  #: the BOLD file (for a GIFTI pair: the left hemisphere's)
+    mask: Path | None  #: fMRIPrep's brain mask; None on surfaces (fMRIPrep writes none)
     confounds: Path
     events: Path
     space: str | None = None
     res: str | None = None
     metadata: dict = field(default_factory=dict)  #: raw sidecars (inherited) + fMRIPrep's
     metadata_files: list = field(default_factory=list)
+    den: str | None = None  #: CIFTI density (``91k``, ``170k``)
+    kind: str = "volume"  #: ``"volume"``, ``"gifti"`` (a hemisphere pair) or ``"cifti"``
+    bold_files: list = field(default_factory=list)  #: ``[left, right]`` GIFTI or ``[bold]``
+
+    def __post_init__(self):
+        if not self.bold_files:
+            self.bold_files = [self.bold]
+
+    @property
+    def output_entities(self):
+        """The entities naming this run's outputs: raw ones + space/res/den."""
+        extra = (("space", self.space), ("res", self.res), ("den", self.den))
+        return {**self.entities, **{key: value for key, value in extra if value}}
 
     @property
     def subject(self):
@@ -222,7 +240,11 @@ def collect_runs(
         Keep only these labels (``sub-``/``ses-``/``task-``/``run-`` prefixes accepted).
     space : str, default="MNI152NLin2009cAsym"
         Output space of fMRIPrep, optionally ``:res-<label>``. ``"T1w"`` and ``"func"``
-        (fMRIPrep's boldref space, written without a ``space-`` entity) work too.
+        (fMRIPrep's boldref space, written without a ``space-`` entity) work too. Surface
+        spaces (:data:`GIFTI_SPACES`: ``fsaverage5``, ...) give GIFTI runs
+        (``RunFiles.bold_files`` = ``[hemi-L, hemi-R]``), ``fsLR`` (optionally
+        ``:den-<label>``) CIFTI-2 runs; their ``mask`` is None. The confounds table is the
+        one the volume runs of the same task/run use.
 
     Returns
     -------
@@ -244,6 +266,9 @@ def collect_runs(
     tasks = _strip_prefix(_as_list(task), "task-")
     sessions = _strip_prefix(_as_list(session), "ses-")
     runs = _strip_prefix(_as_list(run), "run-")
+    if space_kind(space) != "volume":
+        return _collect_surface_runs(bids_dir, derivatives_dir, space, filters=(
+            subjects, tasks, sessions, runs))
     space_name, res = parse_space(space)
     wanted_space = None if space_name == "func" else space_name
 
@@ -261,13 +286,7 @@ def collect_runs(
             continue
         if ent.get("space") != wanted_space:
             continue
-        if subjects is not None and ent.get("sub") not in subjects:
-            continue
-        if tasks is not None and ent.get("task") not in tasks:
-            continue
-        if sessions is not None and ent.get("ses") not in sessions:
-            continue
-        if runs is not None and _run_number(ent.get("run")) not in {_run_number(r) for r in runs}:
+        if not _selected(ent, (subjects, tasks, sessions, runs)):
             continue
         if res is not None and ent.get("res") != res:
             continue
@@ -276,15 +295,8 @@ def collect_runs(
         selected.append(parsed)
 
     if not selected:
-        searched = [f"space={space_name}" + (f", res={res}" if res else "")]
-        if subjects:
-            searched.append(f"sub={','.join(subjects)}")
-        if tasks:
-            searched.append(f"task={','.join(tasks)}")
-        if sessions:
-            searched.append(f"ses={','.join(sessions)}")
-        if runs:
-            searched.append(f"run={','.join(runs)}")
+        searched = [f"space={space_name}" + (f", res={res}" if res else ""),
+                    *_describe_filters((subjects, tasks, sessions, runs))]
         available = sorted(
             {
                 f"space-{p.entities.get('space', '(none)')} task-{p.entities.get('task')}"
@@ -309,6 +321,114 @@ def collect_runs(
     return [_run_files(bids_dir, derivatives_dir, parsed) for parsed in selected]
 
 
+def _selected(ent, filters):
+    subjects, tasks, sessions, runs = filters
+    if subjects is not None and ent.get("sub") not in subjects:
+        return False
+    if tasks is not None and ent.get("task") not in tasks:
+        return False
+    if sessions is not None and ent.get("ses") not in sessions:
+        return False
+    return runs is None or _run_number(ent.get("run")) in {_run_number(r) for r in runs}
+
+
+def _describe_filters(filters):
+    return [f"{key}={','.join(values)}" for key, values in zip(("sub", "task", "ses", "run"),
+                                                               filters, strict=True) if values]
+
+
+def space_kind(space) -> str:
+    """``"gifti"`` (fsaverage*, fsnative), ``"cifti"`` (fsLR) or ``"volume"`` (the rest)."""
+    name = str(space).partition(":")[0]
+    if name in GIFTI_SPACES:
+        return "gifti"
+    return "cifti" if name in CIFTI_SPACES else "volume"
+
+
+def parse_surface_space(space):
+    """``"fsLR:den-91k"`` → ``("fsLR", "cifti", "91k")``; ``"fsaverage5"`` → ``(…, "gifti", None)``."""
+    name, _, modifiers = str(space).partition(":")
+    kind = space_kind(name)
+    den = None
+    for modifier in filter(None, modifiers.split(",")):
+        key, _, value = modifier.partition("-")
+        if kind != "cifti" or key != "den" or not value:
+            raise ParameterError(
+                f"--space {space!r}: the only modifier of a surface space is den-<label> for "
+                "fsLR (e.g. fsLR:den-91k); fsaverage*/fsnative take none."
+            )
+        den = value
+    return name, kind, den
+
+
+def _collect_surface_runs(bids_dir, derivatives_dir, space, *, filters):
+    """fMRIPrep's surface runs: GIFTI hemisphere pairs or CIFTI-2 dense time series.
+
+    A GIFTI run is ``*_hemi-L_space-<S>_bold.func.gii`` with its ``hemi-R`` sibling (a run
+    with one hemisphere only is an error, not a silent half analysis); a CIFTI run is
+    ``*_space-fsLR[_den-<D>]_bold.dtseries.nii``. fMRIPrep writes no surface brain mask,
+    so ``RunFiles.mask`` is None.
+    """
+    name, kind, den = parse_surface_space(space)
+    extension = ".func.gii" if kind == "gifti" else ".dtseries.nii"
+    pattern = f"sub-*/**/func/*_bold{extension}"
+    candidates = sorted(derivatives_dir.glob(pattern))
+    selected, by_run = [], {}
+    for path in candidates:
+        parsed = _try_parse(path)
+        if parsed is None or parsed.extension != extension or parsed.suffix != "bold":
+            continue
+        ent = parsed.entities
+        if ent.get("space") != name or not _selected(ent, filters):
+            continue
+        if kind == "cifti":
+            if den is not None and ent.get("den") != den:
+                continue
+            key = tuple((k, v) for k, v in ent.items() if k != "den")
+            by_run.setdefault(key, []).append(path)
+            selected.append((parsed, [path]))
+            continue
+        hemi = ent.get("hemi")
+        if hemi not in ("L", "R"):
+            raise InputFileError(
+                f"{path}: a surface BOLD file needs hemi-L or hemi-R in its name; found "
+                f"hemi={hemi!r}."
+            )
+        # same name, other hemisphere (whatever the entity order: fMRIPrep < 21 wrote
+        # space before hemi)
+        other = "R" if hemi == "L" else "L"
+        sibling = path.with_name(path.name.replace(f"_hemi-{hemi}_", f"_hemi-{other}_", 1))
+        if not sibling.is_file():
+            raise InputFileError(
+                f"{path.name} has no other hemisphere: expected {sibling} (a surface run is "
+                "a hemi-L / hemi-R pair)."
+            )
+        if hemi == "L":
+            selected.append((parsed, [path, sibling]))
+    if not selected:
+        searched = [f"space={name}" + (f", den={den}" if den else ""),
+                    *_describe_filters(filters)]
+        available = sorted({
+            f"space-{p.entities.get('space', '(none)')} task-{p.entities.get('task')}"
+            for p in (_try_parse(c) for c in candidates) if p is not None
+        })
+        hint = (f" Found instead: {'; '.join(available)}." if available else
+                f" There is no {pattern} at all there: did fMRIPrep run with "
+                + ("--output-spaces " + name if kind == "gifti" else "--cifti-output") + "?")
+        raise InputFileError(
+            f"No surface BOLD run in {derivatives_dir} matches {'; '.join(searched)} "
+            f"(searched {pattern}).{hint}"
+        )
+    for paths in by_run.values():
+        if len(paths) > 1:
+            raise InputFileError(
+                f"Several CIFTI densities of the same run: {', '.join(p.name for p in paths)}. "
+                f"Choose one with --space {name}:den-<label>."
+            )
+    return [_run_files(bids_dir, derivatives_dir, parsed, kind=kind, bold_files=files)
+            for parsed, files in selected]
+
+
 def _try_parse(path):
     try:
         return parse_bids_filename(path)
@@ -321,14 +441,15 @@ def _run_number(value):
     return None if value is None else (int(value) if str(value).isdigit() else value)
 
 
-def _run_files(bids_dir, derivatives_dir, bold: BIDSFile) -> RunFiles:
+def _run_files(bids_dir, derivatives_dir, bold: BIDSFile, *, kind="volume",
+               bold_files=None) -> RunFiles:
     ent = bold.entities
     raw_entities = {k: v for k, v in ent.items() if k not in DERIVATIVE_ENTITIES}
     folder = bold.path.parent
 
     mask_entities = {**ent, "desc": "brain"}
-    mask = folder / build_name(mask_entities, "mask", ".nii.gz")
-    if not mask.is_file():
+    mask = folder / build_name(mask_entities, "mask", ".nii.gz") if kind == "volume" else None
+    if mask is not None and not mask.is_file():
         raise InputFileError(
             f"No brain mask for {bold.name}: expected {mask} (fMRIPrep's desc-brain_mask)."
         )
@@ -374,6 +495,9 @@ def _run_files(bids_dir, derivatives_dir, bold: BIDSFile) -> RunFiles:
         res=ent.get("res"),
         metadata=metadata,
         metadata_files=[str(p) for p in metadata_files],
+        den=ent.get("den"),
+        kind=kind,
+        bold_files=list(bold_files or [bold.path]),
     )
 
 

@@ -9,6 +9,13 @@ entities and space::
     ..._design.tsv (+ .json), ..._mask.nii.gz, ..._stat-rsquared_statmap.nii.gz,
     ..._stat-errorts_statmap.nii.gz, ..._report.html
 
+Surface runs keep the format of their maps: a GIFTI pair gives two files per map,
+``..._hemi-L_space-fsaverage5_contrast-listening_stat-z_statmap.func.gii`` and its ``hemi-R``
+counterpart (each with its JSON sidecar); CIFTI gives ``.dscalar.nii`` maps (residuals as
+``.dtseries.nii``), e.g. ``..._space-fsLR_den-91k_contrast-listening_stat-z_statmap.dscalar.nii``.
+The design, its sidecar and the report carry no ``hemi-`` entity; there are no cluster tables
+(a volume tool).
+
 Unlike nilearn's, the R-square and residual maps are written under the default
 ``minimize_memory=True`` too, and every file goes to a temporary name first and is renamed
 into place.
@@ -35,7 +42,12 @@ STAT_FIELDS = (
 
 
 def run_entities_from_bold(bold_file) -> dict:
-    """Entities used to name a run's outputs: the raw ones plus ``space``/``res``."""
+    """Entities used to name a run's outputs: the raw ones plus ``space``/``res``/``den``.
+
+    ``bold_file`` may be a surface run (a ``[left, right]`` GIFTI pair: ``hemi`` is dropped).
+    """
+    if not isinstance(bold_file, (str, Path)):
+        bold_file = list(bold_file)[0]
     try:
         entities = parse_bids_filename(bold_file).entities
     except InputFileError as exc:
@@ -44,7 +56,7 @@ def run_entities_from_bold(bold_file) -> dict:
             "inputnode.entities (one dict per run, e.g. {'sub': '01', 'task': 'x'})."
         ) from exc
     keep = {k: v for k, v in entities.items() if k not in DERIVATIVE_ENTITIES}
-    for key in ("space", "res"):
+    for key in ("space", "res", "den"):
         if key in entities:
             keep[key] = entities[key]
     return keep
@@ -84,6 +96,56 @@ def write_dataset_description(output_dir, *, source_datasets=(), command=None,
     }
     path = Path(output_dir) / "dataset_description.json"
     return save_json(description, path, overwrite=overwrite)
+
+
+#: Extensions of the maps the workflows write, longest first.
+MAP_EXTENSIONS = (".dscalar.nii", ".dtseries.nii", ".func.gii", ".shape.gii", ".nii.gz",
+                  ".nii", ".gii")
+
+
+def map_extension(path) -> str:
+    """``.nii.gz`` for NIfTI (volume outputs are always written compressed), else the
+    file's own multi-part extension (``.func.gii``, ``.dscalar.nii``, ``.dtseries.nii``)."""
+    name = Path(path).name
+    extension = next((ext for ext in MAP_EXTENSIONS if name.endswith(ext)), None)
+    if extension is None:
+        raise InputFileError(f"{path}: not a NIfTI, GIFTI or CIFTI file name.")
+    return ".nii.gz" if extension in (".nii", ".nii.gz") else extension
+
+
+def is_volume_map(files) -> bool:
+    files = [files] if isinstance(files, (str, Path)) else list(files)
+    return len(files) == 1 and map_extension(files[0]) == ".nii.gz"
+
+
+def map_targets(source, name, extra, suffix):
+    """``(source, target)`` pairs of one map: a file, or a ``[left, right]`` GIFTI pair.
+
+    ``name(entities, suffix, extension)`` builds a target path; a GIFTI pair gets
+    ``hemi-L`` / ``hemi-R`` (from the source names when they say, else the order).
+    """
+    files = [source] if isinstance(source, (str, Path)) else list(source)
+    if len(files) == 1:
+        return [(str(files[0]), name(extra, suffix, map_extension(files[0])))]
+    if len(files) != 2 or not all(map_extension(f).endswith(".gii") for f in files):
+        raise InputFileError(
+            f"A map is one file or a [left, right] GIFTI pair; got {[str(f) for f in files]}."
+        )
+    pairs = []
+    for position, path in enumerate(files):
+        label = Path(path).name
+        hemi = ("L" if "hemi-L" in label else "R" if "hemi-R" in label
+                else ("L", "R")[position])
+        pairs.append((str(path), name({**extra, "hemi": hemi}, suffix, map_extension(path))))
+    if pairs[0][1] == pairs[1][1]:
+        raise InputFileError(f"Both files of {files} are the same hemisphere.")
+    return pairs
+
+
+def sidecar_path(target) -> Path:
+    """``x_statmap.func.gii`` → ``x_statmap.json`` (whatever the multi-part extension)."""
+    target = Path(target)
+    return target.with_name(target.name.split(".")[0] + ".json")
 
 
 def copy_file(source, target, *, overwrite=True):
@@ -133,7 +195,8 @@ def write_run(output_dir, entities: dict, *, design_file, mask_file, provenance:
         "Confounds": provenance["Confounds"],
         "VolumesExcluded": provenance["VolumesExcluded"],
         "NumberOfVolumes": provenance["NumberOfVolumes"],
-        "Sources": {k: str(v) for k, v in sources.items() if v},
+        "Sources": {k: [str(p) for p in v] if isinstance(v, (list, tuple)) else str(v)
+                    for k, v in sources.items() if v},
         **analysis,
     }
 
@@ -148,13 +211,12 @@ def write_run(output_dir, entities: dict, *, design_file, mask_file, provenance:
         "Columns": list(design.columns),
         "EventVariables": provenance["EventVariables"],
     }, design_tsv.with_suffix(".json"), overwrite=overwrite))
-    written.append(copy_file(mask_file, name({}, "mask", ".nii.gz"), overwrite=overwrite))
+    copies = map_targets(mask_file, name, {}, "mask")
     if r_square_file:
-        written.append(copy_file(r_square_file, name({"stat": "rsquared"}, "statmap", ".nii.gz"),
-                                 overwrite=overwrite))
+        copies += map_targets(r_square_file, name, {"stat": "rsquared"}, "statmap")
     if residuals_file:
-        written.append(copy_file(residuals_file, name({"stat": "errorts"}, "statmap", ".nii.gz"),
-                                 overwrite=overwrite))
+        copies += map_targets(residuals_file, name, {"stat": "errorts"}, "statmap")
+    written += [copy_file(source, target, overwrite=overwrite) for source, target in copies]
 
     for contrast, estimate in zip(contrasts, estimates, strict=True):
         label = bids_label(contrast["name"])
@@ -168,15 +230,17 @@ def write_run(output_dir, entities: dict, *, design_file, mask_file, provenance:
         }
         for stat, field in STAT_FIELDS:
             stat = stat or estimate["stat_type"]
-            target = name({"contrast": label, "stat": stat}, "statmap", ".nii.gz")
-            written.append(copy_file(estimate[field], target, overwrite=overwrite))
-            written.append(save_json({
-                **common,
-                "Contrast": definition,
-                "StatisticType": stat,
-                "DegreesOfFreedom": estimate["dof"],
-            }, folder / target.name.replace(".nii.gz", ".json"), overwrite=overwrite))
-        if clusters:
+            for source, target in map_targets(estimate[field], name,
+                                              {"contrast": label, "stat": stat}, "statmap"):
+                written.append(copy_file(source, target, overwrite=overwrite))
+                written.append(save_json({
+                    **common,
+                    "Contrast": definition,
+                    "StatisticType": stat,
+                    "DegreesOfFreedom": estimate["dof"],
+                }, sidecar_path(target), overwrite=overwrite))
+        # cluster tables need a volume (nilearn's get_clusters_table)
+        if clusters and is_volume_map(estimate["z_file"]):
             written += _write_clusters(name({"contrast": label}, "clusters", ".tsv"),
                                        estimate["z_file"], mask_file, overwrite=overwrite)
     return written

@@ -23,7 +23,17 @@ from glmflow.core.io import read_table
 
 
 def n_volumes(bold_file) -> int:
-    """Number of volumes from the header only (no data read)."""
+    """Number of volumes (scans) of a run.
+
+    ``bold_file`` is a NIfTI path (read from the header only), or a surface run: a
+    ``[left, right]`` GIFTI pair, a ``.func.gii`` or a ``.dtseries.nii`` (or ``[path]``).
+    """
+    files = [bold_file] if isinstance(bold_file, (str, Path)) else list(bold_file)
+    if len(files) > 1 or str(files[0]).endswith((".gii", ".dtseries.nii")):
+        from glmflow.core.surface import n_scans
+
+        return int(n_scans(files if len(files) > 1 else files[0]))
+    bold_file = files[0]
     try:
         shape = nib.load(str(bold_file)).shape
     except Exception as exc:  # nibabel raises several types for unreadable files
@@ -58,13 +68,14 @@ def prepare_run(
         What the sidecars record: timing rule, model summary, confound strategy and columns,
         the drift model, the volumes dropped.
     """
+    first = bold_file if isinstance(bold_file, (str, Path)) else list(bold_file)[0]
     t_r, ref, timing_note = timing_from_metadata(
-        metadata, source=f"the sidecars of {Path(bold_file).name}", slice_time_ref=slice_time_ref
+        metadata, source=f"the sidecars of {Path(first).name}", slice_time_ref=slice_time_ref
     )
     n_scans = n_volumes(bold_file)
     events = load_events(str(events_file))
     strategy = describe_strategy(confounds_spec)
-    strategy_confounds, sample_mask = load_run_confounds(bold_file, confounds_file,
+    strategy_confounds, sample_mask = load_run_confounds(first, confounds_file,
                                                          confounds_spec)
     table = read_table(confounds_file, what="confounds") if model.x is not None else None
     events_in, model_confounds, columns = run_design_inputs(

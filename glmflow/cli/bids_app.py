@@ -30,12 +30,23 @@ BIDS inheritance (a top-level task-<label>_bold.json applies to every run of the
 --derivatives the fMRIPrep outputs of each run in --space: *_space-<S>_desc-preproc_bold.nii.gz,
 *_space-<S>_desc-brain_mask.nii.gz and *_desc-confounds_timeseries.tsv (+ .json).
 
+Surface spaces: --space fsaverage5 (or fsaverage, fsaverage3/4/6, fsnative) fits fMRIPrep's
+GIFTI runs, *_hemi-L_space-<S>_bold.func.gii paired with its hemi-R sibling; --space fsLR
+(fsLR:den-91k|170k when both exist) fits the CIFTI-2 runs *_space-fsLR_den-91k_bold.dtseries.nii
+(cortical vertices and subcortical voxels). fMRIPrep writes no surface brain mask: without
+--surface-mask every vertex/grayordinate finite in the run is analysed (nilearn's rule). The
+confounds table is the one of the volume run with the same entities.
+
 Outputs in OUTPUT_DIR/sub-<label>/[ses-<label>/]func/, per run and contrast, named like
 nilearn's save_glm_to_bids:
   <run>_space-<S>_contrast-<name>_stat-<effect|variance|t|F|z|p>_statmap.nii.gz (+ .json)
   <run>_space-<S>_contrast-<name>_clusters.tsv (+ .json)
   <run>_space-<S>_design.tsv (+ .json), _mask.nii.gz, _stat-rsquared_statmap.nii.gz,
   _stat-errorts_statmap.nii.gz, _report.html
+On surfaces the maps keep the input's format, with no cluster tables:
+  <run>_hemi-<L|R>_space-<S>_contrast-<name>_stat-<stat>_statmap.func.gii (+ .json)
+  <run>_space-fsLR_den-91k_contrast-<name>_stat-<stat>_statmap.dscalar.nii (+ .json)
+  (mask and R-square likewise; residuals as .func.gii series or .dtseries.nii)
 and OUTPUT_DIR/dataset_description.json (GeneratedBy, SourceDatasets).
 """
 
@@ -65,6 +76,10 @@ examples:
       --plugin MultiProc --plugin-args n_procs=4 -w /scratch/work
   glmflow /data/bids /out participant --derivatives /data/fmriprep \\
       --plugin SLURM --plugin-args 'sbatch_args=-p short -t 30'
+  glmflow /data/bids /out participant --derivatives /data/fmriprep \\
+      --space fsaverage5 --smoothing-fwhm 6 \\
+      --surface-mask cortex_hemi-L.func.gii cortex_hemi-R.func.gii
+  glmflow /data/bids /out participant --derivatives /data/fmriprep --space fsLR
 """
 
 
@@ -98,7 +113,16 @@ def build_parser():
     data.add_argument("--space", default="MNI152NLin2009cAsym",
                       help="fMRIPrep output space of the BOLD and mask, optionally with "
                            ":res-<label> when several resolutions exist "
-                           "(default: %(default)s; 'func' for the boldref space)")
+                           "(default: %(default)s; 'func' for the boldref space). Surface "
+                           "spaces: fsaverage5 (fsaverage, fsaverage3/4/6, fsnative): the "
+                           "hemi-L/hemi-R .func.gii pairs; fsLR[:den-<label>]: the CIFTI-2 "
+                           ".dtseries.nii runs")
+    data.add_argument("--surface-mask", nargs="+", type=Path, metavar="MASK",
+                      help="with a surface --space: the vertices/grayordinates to analyse "
+                           "(non-zero = in), as two GIFTI files LEFT RIGHT (e.g. cortex "
+                           "without the medial wall) or one .dscalar.nii for fsLR. Default: "
+                           "those finite in the run (nilearn's rule; fMRIPrep writes no "
+                           "surface mask)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, metavar="MODEL.json",
@@ -123,7 +147,10 @@ def build_parser():
                             "StartTime, else the middle of SliceTiming when slice timing was "
                             "corrected, else 0. The rule used is written in every sidecar")
     model.add_argument("--smoothing-fwhm", type=float, metavar="MM",
-                       help="Gaussian smoothing of the BOLD before the fit (default: none)")
+                       help="Gaussian smoothing of the BOLD before the fit (default: none). "
+                            "On fsaverage* / fsnative: nilearn's surface smoothing on the "
+                            "pial mesh (fsnative: the subject's *_hemi-<L|R>_pial.surf.gii "
+                            "from --derivatives); not available for fsLR")
     model.add_argument("--noise-model", default="ar1",
                        help="'ols' or 'arN' (default: %(default)s)")
     model.add_argument("--signal-scaling", type=int, choices=[0, 1], default=0,
@@ -255,8 +282,9 @@ def _run(args, argv):
     # Only light imports until the inputs are checked: a wrong path or an empty query is
     # reported before nipype and nilearn are loaded.
     from glmflow.bids.confounds import DEFAULT_STRATEGY, parse_strategy
-    from glmflow.bids.layout import collect_runs
+    from glmflow.bids.layout import collect_runs, space_kind
     from glmflow.bids.stats_model import load_model
+    from glmflow.core.errors import ParameterError
 
     started = time.time()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
@@ -266,6 +294,13 @@ def _run(args, argv):
     confounds = args.confounds or ("none" if model is not None else DEFAULT_STRATEGY)
     tasks = args.task or (model.input_filters.get("task") if model else None)
     subjects = args.participant_label or (model.input_filters.get("subject") if model else None)
+    kind = space_kind(args.space)
+    surface_mask = _surface_mask(args.surface_mask, kind, args.space)
+    if kind == "cifti" and args.smoothing_fwhm:
+        raise ParameterError(
+            f"--smoothing-fwhm is not available for --space {args.space} (CIFTI): cortex and "
+            "subcortical voxels need different kernels. Smooth with wb_command "
+            "-cifti-smoothing beforehand, or analyse an fsaverage space.")
     runs = collect_runs(args.bids_dir, args.derivatives, participant_label=subjects, task=tasks,
                         space=args.space, session=args.session, run=args.run)
     subjects_found = sorted({r.subject for r in runs})
@@ -273,7 +308,7 @@ def _run(args, argv):
         f"({', '.join('sub-' + s for s in subjects_found)}) in space {args.space}; model: "
         f"{args.model or 'one contrast per trial_type'}; confounds: {confounds}")
     for run in runs:
-        say(f"  {run.label}: {run.bold.name}")
+        say(f"  {run.label}: {' + '.join(p.name for p in run.bold_files)}")
     parse_strategy(confounds)
 
     from nipype import config, logging
@@ -309,20 +344,26 @@ def _run(args, argv):
             source_datasets=[args.bids_dir, args.derivatives],
             command=command,
             overwrite=args.overwrite,
+            space_kind=kind,
+            mesh=_surface_mesh(run, args) if kind == "gifti" else None,
         )
-        entities = dict(run.entities)
-        entities.update({k: v for k, v in (("space", run.space), ("res", run.res)) if v})
-        wf.inputs.inputnode.bold_files = [str(run.bold)]
-        wf.inputs.inputnode.mask_files = [str(run.mask)]
+        if kind == "volume":
+            bold, mask = str(run.bold), str(run.mask)
+        else:
+            bold = [str(p) for p in run.bold_files]
+            mask = surface_mask
+        wf.inputs.inputnode.bold_files = [bold]
+        wf.inputs.inputnode.mask_files = [mask]
         wf.inputs.inputnode.confounds_files = [str(run.confounds)]
         wf.inputs.inputnode.events_files = [str(run.events)]
         wf.inputs.inputnode.metadata = [run.metadata]
-        wf.inputs.inputnode.entities = [entities]
+        wf.inputs.inputnode.entities = [run.output_entities]
         wf.inputs.inputnode.source_files = [{
-            "bold": str(run.bold), "mask": str(run.mask), "confounds": str(run.confounds),
+            "bold": bold, "mask": mask, "confounds": str(run.confounds),
             "events": str(run.events), "metadata": run.metadata_files,
         }]
-        apply_node_resources(wf, [str(run.bold)])
+        if kind == "volume":  # the memory estimates are for the volume nodes
+            apply_node_resources(wf, [str(run.bold)])
         top.add_nodes([wf])
     n_nodes = sum(1 for node in top._create_flat_graph().nodes()
                   if node.name not in ("inputnode", "outputnode"))
@@ -341,24 +382,83 @@ def _run(args, argv):
     return 0
 
 
+def _surface_mask(files, kind, space):
+    """Check ``--surface-mask`` against the space: [left, right] GIFTI or [dscalar]."""
+    from glmflow.core.errors import InputFileError, ParameterError
+
+    if not files:
+        return []
+    if kind == "volume":
+        raise ParameterError(
+            f"--surface-mask is for surface spaces (fsaverage*, fsnative, fsLR); --space "
+            f"{space} is a volume space, whose runs use fMRIPrep's desc-brain_mask.")
+    for path in files:
+        if not path.is_file():
+            raise InputFileError(f"--surface-mask: {path} does not exist.")
+    names = [p.name for p in files]
+    if kind == "gifti" and (len(files) != 2 or not all(n.endswith(".gii") for n in names)):
+        raise ParameterError(
+            f"--surface-mask for --space {space} takes two GIFTI files, LEFT RIGHT; got "
+            f"{names}.")
+    if kind == "cifti" and (len(files) != 1 or not names[0].endswith(".dscalar.nii")):
+        raise ParameterError(
+            f"--surface-mask for --space {space} takes one .dscalar.nii file; got {names}.")
+    return [str(p.resolve()) for p in files]
+
+
+def _surface_mesh(run, args):
+    """The mesh smoothing needs: the template's name, or fsnative's own pial surfaces."""
+    from glmflow.core.errors import InputFileError
+
+    if not args.smoothing_fwhm:
+        return None  # the mesh is used for smoothing only (a template may need a download)
+    if run.space != "fsnative":
+        return run.space
+    subject = args.derivatives / f"sub-{run.subject}"
+    pairs = []
+    for hemi in ("L", "R"):
+        found = sorted(subject.glob(f"**/anat/sub-{run.subject}*_hemi-{hemi}_pial.surf.gii"))
+        if not found:
+            raise InputFileError(
+                f"--smoothing-fwhm on fsnative needs the subject's pial surfaces; no "
+                f"{subject}/**/anat/sub-{run.subject}*_hemi-{hemi}_pial.surf.gii found.")
+        pairs.append(str(found[0]))
+    return pairs
+
+
 def _summary(output_dir, runs, written, seconds):
     import nibabel as nib
     import numpy as np
 
+    from glmflow.bids.layout import parse_bids_filename
+
     print(f"\nglmflow: done in {seconds:.1f} s; {len(set(written))} files in {output_dir}")
-    by_folder = {}
+    parsed = []
     for path in sorted(set(written)):
-        by_folder.setdefault(str(Path(path).parent), []).append(Path(path).name)
+        if Path(path).name.startswith("sub-"):
+            parsed.append((Path(path), parse_bids_filename(path)))
     for run in runs:
-        prefix = run.bold.name.split("_desc-")[0]
-        files = [f for names in by_folder.values() for f in names if f.startswith(prefix + "_")]
-        z_maps = sorted(f for f in files if "_stat-z_statmap.nii.gz" in f)
+        wanted = run.output_entities
+        files = [(path, p) for path, p in parsed
+                 if all(p.entities.get(k) == v for k, v in wanted.items())]
+        z_maps = {}  # contrast -> its z map files (a GIFTI pair: two)
+        for path, p in files:
+            if p.entities.get("stat") == "z" and p.suffix == "statmap" and \
+                    not p.extension.endswith(".json"):
+                z_maps.setdefault(p.entities["contrast"], []).append(path)
         print(f"  {run.label}: {len(files)} files, {len(z_maps)} contrast(s)")
-        for name in z_maps:
-            folder = next(k for k, v in by_folder.items() if name in v)
-            data = np.asanyarray(nib.load(Path(folder) / name).dataobj)
-            contrast = name.split("_contrast-")[1].split("_stat-")[0]
-            print(f"    {contrast}: z from {data.min():.2f} to {data.max():.2f} -> {name}")
+        for contrast, paths in sorted(z_maps.items()):
+            values = np.concatenate([_values(nib.load(path)) for path in paths])
+            print(f"    {contrast}: z from {values.min():.2f} to {values.max():.2f} -> "
+                  f"{', '.join(path.name for path in sorted(paths))}")
+
+
+def _values(img):
+    import numpy as np
+
+    if hasattr(img, "darrays"):  # GIFTI
+        return np.concatenate([np.ravel(d.data) for d in img.darrays])
+    return np.ravel(np.asanyarray(img.dataobj))
 
 
 if __name__ == "__main__":

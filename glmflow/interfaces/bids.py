@@ -4,6 +4,7 @@
   sample mask (scrubbing, non-steady-state volumes) and contrast matrices;
 * :class:`ContrastJobs` — the (run, contrast) pairs to estimate, flattened for a MapNode;
 * :class:`GroupByRun` — per-job files back into one list per run (for the reports);
+* :class:`ReportMap` — a surface map (GIFTI pair) as one file the report can read;
 * :class:`DerivativesSink` — every output under its BIDS-derivatives name, with sidecars.
 """
 
@@ -25,7 +26,10 @@ from glmflow.interfaces.base import GLMFlowInputSpec, optional
 
 
 class _LoadBIDSRunInputSpec(GLMFlowInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="preprocessed BOLD (desc-preproc_bold)")
+    bold_file = traits.Either(
+        File(exists=True), traits.List(File(exists=True)), mandatory=True,
+        desc="preprocessed BOLD (desc-preproc_bold), or a surface run: [hemi-L, hemi-R] "
+             ".func.gii or [.dtseries.nii]")
     events_file = File(exists=True, mandatory=True, desc="the run's BIDS events.tsv")
     confounds_file = File(exists=True, mandatory=True,
                           desc="fMRIPrep desc-confounds_timeseries.tsv")
@@ -74,8 +78,9 @@ class LoadBIDSRun(SimpleInterface):
         else:
             model = default_model(hrf_model=self.inputs.hrf_model,
                                   high_pass=self.inputs.high_pass)
+        bold = self.inputs.bold_file
         design, sample_mask, contrasts, provenance = prepare_run(
-            bold_file=self.inputs.bold_file,
+            bold_file=bold if isinstance(bold, str) else list(bold),
             events_file=self.inputs.events_file,
             confounds_file=self.inputs.confounds_file,
             metadata=dict(self.inputs.metadata),
@@ -158,8 +163,14 @@ class ContrastJobs(SimpleInterface):
         return runtime
 
 
+def _file_or_files(**kwargs):
+    """A map: one file (NIfTI, CIFTI) or a list of files (a [left, right] GIFTI pair)."""
+    return traits.Either(File(exists=True), traits.List(File(exists=True)), **kwargs)
+
+
 class _GroupByRunInputSpec(GLMFlowInputSpec):
-    in_files = InputMultiObject(File(exists=True), mandatory=True, desc="one file per job")
+    in_files = InputMultiObject(_file_or_files(), mandatory=True,
+                                desc="one map per job (a file, or a [left, right] GIFTI pair)")
     run_index = traits.List(traits.Int, mandatory=True, desc="run index of each job")
     n_runs = traits.Int(mandatory=True, desc="number of runs")
 
@@ -169,27 +180,71 @@ class _GroupByRunOutputSpec(TraitedSpec):
 
 
 class GroupByRun(SimpleInterface):
-    """Regroup per-job files into one list per run (job order kept)."""
+    """Regroup per-job files into one list per run (job order kept).
+
+    A GIFTI pair becomes one file (see :func:`report_map`), the form the report reads.
+    """
 
     input_spec = _GroupByRunInputSpec
     output_spec = _GroupByRunOutputSpec
 
     def _run_interface(self, runtime):
         groups = [[] for _ in range(self.inputs.n_runs)]
-        for path, index in zip(self.inputs.in_files, self.inputs.run_index, strict=True):
-            groups[index].append(path)
+        for job, (path, index) in enumerate(zip(self.inputs.in_files, self.inputs.run_index,
+                                                 strict=True)):
+            groups[index].append(report_map(path, os.path.join(runtime.cwd, f"job{job:04d}")))
         self._results["out_files"] = groups
+        return runtime
+
+
+def report_map(files, stem):
+    """One file for the report: a NIfTI/CIFTI path as is, a GIFTI pair merged into one.
+
+    The report reads surface maps for their values only (no figures), so both hemispheres
+    go into one GIFTI file, left then right, as ``<stem>.func.gii``.
+    """
+    import nibabel as nib
+
+    if isinstance(files, str):
+        return files
+    files = list(files)
+    if len(files) == 1:
+        return files[0]
+    darrays = [darray for path in files for darray in nib.load(path).darrays]
+    target = f"{stem}.func.gii"
+    nib.GiftiImage(darrays=darrays).to_filename(target, mode="force")
+    return target
+
+
+class _ReportMapInputSpec(GLMFlowInputSpec):
+    in_file = _file_or_files(mandatory=True, desc="a map: one file or a GIFTI pair")
+
+
+class _ReportMapOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the map as one file")
+
+
+class ReportMap(SimpleInterface):
+    """A map as one file for GLMReport (a GIFTI pair merged, see :func:`report_map`)."""
+
+    input_spec = _ReportMapInputSpec
+    output_spec = _ReportMapOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["out_file"] = report_map(self.inputs.in_file,
+                                               os.path.join(runtime.cwd, "map"))
         return runtime
 
 
 class _DerivativesSinkInputSpec(GLMFlowInputSpec):
     output_dir = Directory(mandatory=True, desc="BIDS-derivatives output folder")
-    bold_files = InputMultiObject(File(exists=True), mandatory=True, desc="runs' BOLD")
+    bold_files = InputMultiObject(_file_or_files(), mandatory=True,
+                                  desc="runs' BOLD (a file, or a [left, right] GIFTI pair)")
     entities = traits.List(traits.Dict, desc="per run: entities naming its outputs "
                                              "(default: parsed from the BOLD names)")
     source_files = traits.List(traits.Dict, desc="per run: input files to record")
     design_files = InputMultiObject(File(exists=True), mandatory=True, desc="per run")
-    mask_files = InputMultiObject(File(exists=True), mandatory=True, desc="per run")
+    mask_files = InputMultiObject(_file_or_files(), mandatory=True, desc="per run")
     provenance_files = InputMultiObject(File(exists=True), mandatory=True, desc="per run")
     contrasts_files = InputMultiObject(File(exists=True), mandatory=True, desc="per run")
     r_square_files = traits.List(traits.Any, desc="per run: R-square map (optional)")
@@ -198,15 +253,16 @@ class _DerivativesSinkInputSpec(GLMFlowInputSpec):
     run_index = traits.List(traits.Int, mandatory=True, desc="per job: run index")
     stat_types = traits.List(traits.Str, mandatory=True, desc="per job: t or F")
     dofs = traits.List(traits.Float, mandatory=True, desc="per job: degrees of freedom")
-    effect_files = InputMultiObject(File(exists=True), mandatory=True, desc="per job")
-    variance_files = InputMultiObject(File(exists=True), mandatory=True, desc="per job")
-    stat_files = InputMultiObject(File(exists=True), mandatory=True, desc="per job")
-    z_files = InputMultiObject(File(exists=True), mandatory=True, desc="per job")
-    p_files = InputMultiObject(File(exists=True), mandatory=True, desc="per job")
+    effect_files = InputMultiObject(_file_or_files(), mandatory=True, desc="per job")
+    variance_files = InputMultiObject(_file_or_files(), mandatory=True, desc="per job")
+    stat_files = InputMultiObject(_file_or_files(), mandatory=True, desc="per job")
+    z_files = InputMultiObject(_file_or_files(), mandatory=True, desc="per job")
+    p_files = InputMultiObject(_file_or_files(), mandatory=True, desc="per job")
     analysis = traits.Dict(desc="fit options recorded in each sidecar")
     source_datasets = traits.List(traits.Str, desc="input dataset folders (SourceDatasets)")
     command = traits.Str(desc="command line recorded in GeneratedBy")
-    clusters = traits.Bool(True, usedefault=True, desc="write cluster tables (nilearn's)")
+    clusters = traits.Bool(True, usedefault=True,
+                           desc="write cluster tables (nilearn's; volume maps only)")
     overwrite = traits.Bool(False, usedefault=True,
                             desc="replace existing outputs that differ (else: error)")
 
@@ -235,9 +291,9 @@ class DerivativesSink(SimpleInterface):
         inputs = self.inputs
         n_runs = len(inputs.bold_files)
         entities = list(inputs.entities) if isdefined(inputs.entities) and inputs.entities \
-            else [run_entities_from_bold(path) for path in inputs.bold_files]
+            else [run_entities_from_bold(_plain(path)) for path in inputs.bold_files]
         sources = list(inputs.source_files) if isdefined(inputs.source_files) and \
-            inputs.source_files else [{"bold": path} for path in inputs.bold_files]
+            inputs.source_files else [{"bold": _plain(path)} for path in inputs.bold_files]
         written = [write_dataset_description(
             inputs.output_dir,
             source_datasets=list(inputs.source_datasets) if isdefined(inputs.source_datasets)
@@ -253,14 +309,15 @@ class DerivativesSink(SimpleInterface):
             jobs = [j for j, run in enumerate(inputs.run_index) if run == index]
             estimates = [{
                 "stat_type": inputs.stat_types[j], "dof": inputs.dofs[j],
-                "effect_file": inputs.effect_files[j], "variance_file": inputs.variance_files[j],
-                "stat_file": inputs.stat_files[j], "z_file": inputs.z_files[j],
-                "p_file": inputs.p_files[j],
+                "effect_file": _plain(inputs.effect_files[j]),
+                "variance_file": _plain(inputs.variance_files[j]),
+                "stat_file": _plain(inputs.stat_files[j]), "z_file": _plain(inputs.z_files[j]),
+                "p_file": _plain(inputs.p_files[j]),
             } for j in jobs]
             written += write_run(
                 inputs.output_dir, entities[index],
                 design_file=inputs.design_files[index],
-                mask_file=inputs.mask_files[index],
+                mask_file=_plain(inputs.mask_files[index]),
                 provenance=read_json(inputs.provenance_files[index]),
                 contrasts=read_json(inputs.contrasts_files[index]),
                 estimates=estimates,
@@ -282,7 +339,17 @@ class DerivativesSink(SimpleInterface):
 
 
 def _per_run(values, n_runs):
-    """An optional per-run list (Undefined, empty, or with Undefined items) → list of None/str."""
+    """An optional per-run list (Undefined, empty, or with Undefined items) → list of None/str
+    (or of lists, for surface maps)."""
     if not isdefined(values) or not values:
         return [None] * n_runs
-    return [v if isdefined(v) and v else None for v in values]
+    return [_plain(v) if isdefined(v) and v else None for v in values]
+
+
+def _plain(value):
+    """A path as ``str``; a list of paths (a GIFTI pair, or ``[one.dscalar.nii]``) as a list
+    of ``str``, a one-item list as its item."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+        return items[0] if len(items) == 1 else items
+    return str(value)

@@ -11,6 +11,10 @@ files at run time (the TR from its sidecars, the design columns from its events 
 so contrast matrices over them). The same interfaces are wired instead — LoadBIDSRun (design,
 sample mask, contrasts) → ComputeMask → FitGLM → EstimateContrast → GLMReport — with the runs
 and the (run, contrast) pairs fanned out as MapNodes.
+
+On surfaces (``space_kind="gifti"``: fMRIPrep's ``hemi-L``/``hemi-R`` ``.func.gii`` pairs on
+fsaverage*/fsnative; ``"cifti"``: ``.dtseries.nii`` grayordinates) the same graph uses
+ComputeSurfaceMask → FitSurfaceGLM → EstimateSurfaceContrast, and the maps keep their format.
 """
 
 from __future__ import annotations
@@ -18,15 +22,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nipype.interfaces.utility import IdentityInterface
+from nipype.interfaces.utility import Function, IdentityInterface
 from nipype.pipeline import engine as pe
 
 from glmflow.bids.confounds import DEFAULT_STRATEGY, parse_strategy
 from glmflow.bids.stats_model import RunModel, load_model, parse_model
+from glmflow.core.errors import ParameterError
 from glmflow.core.glm import parse_noise_model
 from glmflow.interfaces import ComputeMask, EstimateContrast, FitGLM
-from glmflow.interfaces.bids import ContrastJobs, DerivativesSink, GroupByRun, LoadBIDSRun
+from glmflow.interfaces.bids import (
+    ContrastJobs,
+    DerivativesSink,
+    GroupByRun,
+    LoadBIDSRun,
+    ReportMap,
+)
 from glmflow.interfaces.report import GLMReport
+from glmflow.interfaces.surface import ComputeSurfaceMask, EstimateSurfaceContrast, FitSurfaceGLM
 
 INPUT_FIELDS = ("bold_files", "mask_files", "confounds_files", "events_files", "metadata",
                 "entities", "source_files")
@@ -72,6 +84,8 @@ def init_bids_first_level_wf(
     command=None,
     analysis_metadata=None,
     overwrite=False,
+    space_kind="volume",
+    mesh=None,
 ):
     """Build the run-level GLM workflow of one subject's fMRIPrep outputs.
 
@@ -107,6 +121,11 @@ def init_bids_first_level_wf(
         Extra fields for every sidecar.
     overwrite : bool, default=False
         Replace existing outputs that differ (default: stop with an error).
+    space_kind : {"volume", "gifti", "cifti"}, default="volume"
+        The kind of BOLD data: NIfTI volumes, GIFTI hemisphere pairs (fsaverage*, fsnative)
+        or CIFTI-2 dense time series (fsLR); see :func:`glmflow.bids.layout.space_kind`.
+    mesh : str or [left, right] GIFTI surface files, optional
+        The mesh of GIFTI runs (``"fsaverage5"``, ...), needed for ``smoothing_fwhm`` only.
 
     Returns
     -------
@@ -116,11 +135,24 @@ def init_bids_first_level_wf(
         (``desc-confounds_timeseries.tsv``), ``events_files`` (raw ``events.tsv``),
         ``metadata`` (dicts with at least ``RepetitionTime``), optionally ``entities``
         (dicts naming the outputs; default: parsed from the BOLD names) and ``source_files``.
+        On surfaces each ``bold_files`` entry is ``[hemi-L.func.gii, hemi-R.func.gii]`` or
+        ``[bold.dtseries.nii]``, and ``mask_files`` is optional (each entry a ``[left,
+        right]`` GIFTI or ``[mask.dscalar.nii]``, non-zero = analysed; ``[]`` or unset:
+        nilearn's rule, the elements finite in the run).
         ``outputnode``: see :data:`OUTPUT_FIELDS` (per-run lists, and per-(run, contrast)
         lists aligned with ``contrast_runs``/``contrast_names``).
     """
     parse_noise_model(noise_model)
     parse_strategy(confounds)  # fail now on a bad strategy
+    if space_kind not in ("volume", "gifti", "cifti"):
+        raise ParameterError(
+            f"space_kind must be 'volume', 'gifti' or 'cifti'; got {space_kind!r}.")
+    if space_kind == "cifti" and smoothing_fwhm:
+        raise ParameterError(
+            "smoothing_fwhm is not available for CIFTI (fsLR) runs: cortex and subcortical "
+            "voxels need different kernels. Smooth them beforehand (wb_command "
+            "-cifti-smoothing) and give no smoothing.")
+    surface = space_kind != "volume"
     model_text, model_source = _model_document(model)
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = _describe(model_source or ("the default model" if not model_text
@@ -137,30 +169,59 @@ def init_bids_first_level_wf(
         iterfield=["bold_file", "events_file", "confounds_file", "metadata"],
         name="load_run",
     )
-    mask = pe.MapNode(ComputeMask(), iterfield=["bold_files", "mask_file"], name="mask")
-    fit = pe.MapNode(
-        FitGLM(noise_model=noise_model, smoothing_fwhm=smoothing_fwhm,
-               signal_scaling=list(signal_scaling) if isinstance(signal_scaling, tuple)
-               else signal_scaling,
-               minimize_memory=not model_maps),
-        iterfield=["bold_file", "design_file", "mask_file", "sample_mask_file", "t_r"],
-        name="fit",
-    )
+    scaling = list(signal_scaling) if isinstance(signal_scaling, tuple) else signal_scaling
     jobs = pe.Node(ContrastJobs(), name="contrast_jobs")
-    contrast = pe.MapNode(
-        EstimateContrast(),
-        iterfield=["model_files", "contrast_name", "contrast_def", "stat_type"],
-        name="contrast",
-    )
+    contrast_fields = ["model_files", "contrast_name", "contrast_def", "stat_type"]
+    if surface:
+        # Each run as a list of files; ComputeSurfaceMask takes a list of runs, hence [[run]].
+        runs = pe.Node(Function(input_names=["bold_files", "mask_files"],
+                                output_names=["runs", "run_lists", "masks"],
+                                function=_surface_runs), name="surface_runs")
+        mask = pe.MapNode(ComputeSurfaceMask(), iterfield=["bold_files", "mask_files"],
+                          name="mask")
+        fit = pe.MapNode(
+            FitSurfaceGLM(noise_model=noise_model, smoothing_fwhm=smoothing_fwhm,
+                          mesh=mesh if mesh is None or isinstance(mesh, str)
+                          else [str(m) for m in mesh],
+                          signal_scaling=scaling, minimize_memory=not model_maps),
+            iterfield=["bold_file", "design_file", "mask_files", "sample_mask_file", "t_r"],
+            name="fit",
+        )
+        contrast = pe.MapNode(EstimateSurfaceContrast(), iterfield=contrast_fields,
+                              name="contrast")
+        bold_source, bold_field = runs, "runs"
+        mask_out, map_suffix = "mask_files", "_files"
+        fit_maps = (("r_square_files", "r_square_files"), ("residuals_files", "residuals_files"))
+        workflow.connect([
+            (inputnode, runs, [("bold_files", "bold_files"), ("mask_files", "mask_files")]),
+            (runs, mask, [("run_lists", "bold_files"), ("masks", "mask_files")]),
+        ])
+    else:
+        mask = pe.MapNode(ComputeMask(), iterfield=["bold_files", "mask_file"], name="mask")
+        fit = pe.MapNode(
+            FitGLM(noise_model=noise_model, smoothing_fwhm=smoothing_fwhm,
+                   signal_scaling=scaling, minimize_memory=not model_maps),
+            iterfield=["bold_file", "design_file", "mask_file", "sample_mask_file", "t_r"],
+            name="fit",
+        )
+        contrast = pe.MapNode(EstimateContrast(), iterfield=contrast_fields, name="contrast")
+        bold_source, bold_field = inputnode, "bold_files"
+        mask_out, map_suffix = "mask_file", "_file"
+        fit_maps = (("r_square_file", "r_square_files"), ("residuals_file", "residuals_files"))
+        workflow.connect([
+            (inputnode, mask, [("bold_files", "bold_files"), ("mask_files", "mask_file")]),
+        ])
+    contrast_maps = [(f"{stat}{map_suffix}", f"{stat}_files")
+                     for stat in ("effect", "variance", "stat", "z", "p")]
     # fmt: off
     workflow.connect([
-        (inputnode, load, [("bold_files", "bold_file"), ("events_files", "events_file"),
+        (bold_source, load, [(bold_field, "bold_file")]),
+        (inputnode, load, [("events_files", "events_file"),
                            ("confounds_files", "confounds_file"), ("metadata", "metadata")]),
-        (inputnode, mask, [("bold_files", "bold_files"), ("mask_files", "mask_file")]),
-        (inputnode, fit, [("bold_files", "bold_file")]),
+        (bold_source, fit, [(bold_field, "bold_file")]),
         (load, fit, [("design_file", "design_file"), ("sample_mask_file", "sample_mask_file"),
                      ("t_r", "t_r")]),
-        (mask, fit, [("mask_file", "mask_file")]),
+        (mask, fit, [(mask_out, mask_out)]),
         (fit, jobs, [("model_file", "model_files")]),
         (load, jobs, [("contrasts_file", "contrasts_files")]),
         (jobs, contrast, [("model_files", "model_files"), ("contrast_names", "contrast_name"),
@@ -169,19 +230,14 @@ def init_bids_first_level_wf(
                             ("sample_mask_file", "sample_mask_files"),
                             ("provenance_file", "provenance_files"),
                             ("contrasts_file", "contrasts_files")]),
-        (mask, outputnode, [("mask_file", "mask_files")]),
+        (mask, outputnode, [(mask_out, "mask_files")]),
         (fit, outputnode, [("model_file", "model_files")]),
         (jobs, outputnode, [("contrast_names", "contrast_names"),
                             ("run_index", "contrast_runs")]),
-        (contrast, outputnode, [("effect_file", "effect_files"),
-                                ("variance_file", "variance_files"),
-                                ("stat_file", "stat_files"), ("z_file", "z_files"),
-                                ("p_file", "p_files"), ("stat_type", "stat_types"),
-                                ("dof", "dofs")]),
+        (contrast, outputnode, [*contrast_maps, ("stat_type", "stat_types"), ("dof", "dofs")]),
     ])
     if model_maps:
-        workflow.connect([(fit, outputnode, [("r_square_file", "r_square_files"),
-                                             ("residuals_file", "residuals_files")])])
+        workflow.connect([(fit, outputnode, list(fit_maps))])
     if report:
         group = pe.Node(GroupByRun(), name="group_z")
         glm_report = pe.MapNode(
@@ -194,11 +250,16 @@ def init_bids_first_level_wf(
             iterfield=["design_files", "mask_file", "z_files", "contrast_names", "contrasts"],
             name="report",
         )
+        if surface:  # the report reads a surface mask as one file (a GIFTI pair merged)
+            report_mask = pe.MapNode(ReportMap(), iterfield=["in_file"], name="report_mask")
+            workflow.connect([(mask, report_mask, [(mask_out, "in_file")]),
+                              (report_mask, glm_report, [("out_file", "mask_file")])])
+        else:
+            workflow.connect([(mask, glm_report, [(mask_out, "mask_file")])])
         workflow.connect([
-            (contrast, group, [("z_file", "in_files")]),
+            (contrast, group, [(f"z{map_suffix}", "in_files")]),
             (jobs, group, [("run_index", "run_index"), ("n_runs", "n_runs")]),
             (load, glm_report, [("design_file", "design_files")]),
-            (mask, glm_report, [("mask_file", "mask_file")]),
             (group, glm_report, [("out_files", "z_files")]),
             (jobs, glm_report, [("run_contrast_names", "contrast_names"),
                                 ("run_contrasts", "contrasts")]),
@@ -210,33 +271,43 @@ def init_bids_first_level_wf(
         sink = pe.Node(
             DerivativesSink(output_dir=str(Path(output_dir).resolve()), analysis=analysis,
                             source_datasets=[str(s) for s in source_datasets],
-                            overwrite=overwrite),
+                            overwrite=overwrite, clusters=not surface),
             name="derivatives_sink",
         )
         if command:
             sink.inputs.command = command
         workflow.connect([
-            (inputnode, sink, [("bold_files", "bold_files"), ("entities", "entities"),
-                               ("source_files", "source_files")]),
+            (bold_source, sink, [(bold_field, "bold_files")]),
+            (inputnode, sink, [("entities", "entities"), ("source_files", "source_files")]),
             (load, sink, [("design_file", "design_files"),
                           ("provenance_file", "provenance_files"),
                           ("contrasts_file", "contrasts_files")]),
-            (mask, sink, [("mask_file", "mask_files")]),
+            (mask, sink, [(mask_out, "mask_files")]),
             (jobs, sink, [("run_index", "run_index")]),
-            (contrast, sink, [("effect_file", "effect_files"),
-                              ("variance_file", "variance_files"),
-                              ("stat_file", "stat_files"), ("z_file", "z_files"),
-                              ("p_file", "p_files"), ("stat_type", "stat_types"),
-                              ("dof", "dofs")]),
+            (contrast, sink, [*contrast_maps, ("stat_type", "stat_types"), ("dof", "dofs")]),
             (sink, outputnode, [("out_files", "out_files")]),
         ])
         if model_maps:
-            workflow.connect([(fit, sink, [("r_square_file", "r_square_files"),
-                                           ("residuals_file", "residuals_files")])])
+            workflow.connect([(fit, sink, list(fit_maps))])
         if report:
             workflow.connect([(glm_report, sink, [("report_file", "report_files")])])
     # fmt: on
     return workflow
+
+
+def _surface_runs(bold_files, mask_files=None):
+    """Surface runs as lists of files, as ``[[run]]`` for ComputeSurfaceMask, and one mask
+    entry per run (``[]``: none given)."""
+    runs = [[run] if isinstance(run, str) else [str(f) for f in run] for run in bold_files]
+    if mask_files is None or mask_files == [] or type(mask_files).__name__ == "_Undefined":
+        masks = [[] for _ in runs]
+    else:
+        masks = [[m] if isinstance(m, str) else [str(f) for f in (m or [])] for m in mask_files]
+        if len(masks) != len(runs):
+            raise ValueError(
+                f"{len(masks)} surface masks for {len(runs)} runs; give one per run "
+                "(each [left, right] GIFTI or [mask.dscalar.nii]).")
+    return runs, [[run] for run in runs], masks
 
 
 def _describe(model, confounds, noise_model, smoothing_fwhm):
