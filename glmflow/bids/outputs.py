@@ -164,7 +164,8 @@ def write_run(output_dir, entities: dict, *, design_file, mask_file, provenance:
     entities : dict
         From :func:`run_entities_from_bold`.
     design_file, mask_file : path
-        The workflow's design TSV (with a ``frame_time`` column) and analysis mask.
+        The workflow's design TSV (with a ``frame_time`` column) and analysis mask (a
+        ``[left, right]`` GIFTI pair on surfaces; the map files likewise).
     provenance : dict
         From :func:`glmflow.bids.run.prepare_run`.
     contrasts : list of dict
