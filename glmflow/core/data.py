@@ -9,6 +9,9 @@ produces, which is what keeps the statistics identical to nilearn's.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,6 +25,9 @@ from nilearn.maskers import MultiNiftiMasker, NiftiMasker
 from nilearn.masking import load_mask_img
 
 from glmflow.core.errors import ImageError, InputFileError, MaskError
+
+#: Memory for the group of volumes gathered before a spilled run's blocks are written.
+SPILL_BUFFER_BYTES = 16 * 2**20
 
 try:  # optional: ISA-L gzip decompresses ~3x faster than zlib
     from isal import igzip as _igzip
@@ -134,6 +140,131 @@ def iter_volumes(img):
         yield apply_read_scaling(raw.reshape(img.shape[:3], order="F"), slope, inter)
 
 
+class SpilledRun:
+    """A masked run ``(n_scans, n_voxels)`` kept on disk, read back by blocks of voxels.
+
+    The file holds consecutive blocks of ``block_size`` voxels, each a C-ordered
+    ``(n_scans, block)`` array, so reading a block is one contiguous read. Supports
+    ``run[:, start:stop]`` (a new C-ordered array), ``run[rows]`` and ``np.asarray(run)``
+    (the whole run in memory), ``shape``, ``dtype`` and ``ndim``. The file is removed when
+    the object is closed or garbage collected.
+    """
+
+    def __init__(self, path, n_scans, n_voxels, dtype, block_size):
+        self.path = str(path)
+        self.shape = (int(n_scans), int(n_voxels))
+        self.dtype = np.dtype(dtype)
+        self.block_size = int(block_size)
+        self.ndim = 2
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def _block_bounds(self, index):
+        start = index * self.block_size
+        return start, min(start + self.block_size, self.shape[1])
+
+    def _read_block(self, index):
+        start, stop = self._block_bounds(index)
+        n_scans = self.shape[0]
+        out = np.empty((n_scans, stop - start), self.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        offset = n_scans * start * self.dtype.itemsize
+        filled = 0
+        while filled < len(view):
+            n_read = os.preadv(self._fd, [view[filled:]], offset + filled)
+            if n_read <= 0:
+                raise InputFileError(f"The spilled run {self.path} is truncated.")
+            filled += n_read
+        return out
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            return np.asarray(self)[key]
+        rows, cols = key
+        if not (isinstance(rows, slice) and rows == slice(None) and isinstance(cols, slice)):
+            return np.asarray(self)[key]
+        start, stop, step = cols.indices(self.shape[1])
+        if step != 1 or stop <= start:
+            return np.asarray(self)[key]
+        first, last = start // self.block_size, (stop - 1) // self.block_size
+        if first == last and self._block_bounds(first) == (start, stop):
+            return self._read_block(first)  # the usual case: chunks are blocks
+        out = np.empty((self.shape[0], stop - start), self.dtype)
+        for index in range(first, last + 1):
+            b_start, b_stop = self._block_bounds(index)
+            lo, hi = max(start, b_start), min(stop, b_stop)
+            out[:, lo - start:hi - start] = self._read_block(index)[:, lo - b_start:hi - b_start]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:, 0:self.shape[1]]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def close(self):
+        """Close and delete the file (idempotent)."""
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+            with contextlib.suppress(OSError):
+                os.remove(self.path)
+
+    def __del__(self):
+        self.close()
+
+
+def _spill_masked_stream(img, mask, spill_dir, block_size):
+    """As :func:`_load_masked_stream`, written by voxel blocks to a file in ``spill_dir``.
+
+    Volumes are gathered a few at a time and each block's rows appended at its place in
+    the file, so memory holds one small group of volumes.
+    """
+    from glmflow.core.glm import chunk_size_for
+
+    slope, inter = _scale_factors(img.dataobj)
+    positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    n_scans, n_voxels = img.shape[3], positions.size
+    block = int(block_size or chunk_size_for(n_scans))
+    n_bytes = int(np.prod(img.shape[:3])) * img.dataobj.dtype.itemsize
+    fd, path = tempfile.mkstemp(prefix="glmflow-run-", suffix=".f", dir=spill_dir)
+    try:
+        group = buffer = None
+        dtype = None
+        filled = first_row = 0
+        for index, raw in enumerate(_raw_volumes(img, bytearray(n_bytes))):
+            values = apply_read_scaling(raw.take(positions), slope, inter)
+            if buffer is None:
+                dtype = _float_dtype(values.dtype)
+                group = max(1, int(SPILL_BUFFER_BYTES // (n_voxels * dtype.itemsize)))
+                buffer = np.empty((min(group, n_scans), n_voxels), dtype)
+            buffer[filled] = values
+            filled += 1
+            if filled == buffer.shape[0] or index == n_scans - 1:
+                _write_rows(fd, buffer[:filled], first_row, n_scans, block, dtype.itemsize)
+                first_row += filled
+                filled = 0
+        os.close(fd)
+        fd = None
+        return SpilledRun(path, n_scans, n_voxels, dtype, block)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise
+
+
+def _write_rows(fd, rows, first_row, n_scans, block, itemsize):
+    """Write scans ``first_row...`` of every voxel block at their place in the file."""
+    n_voxels = rows.shape[1]
+    for start in range(0, n_voxels, block):
+        stop = min(start + block, n_voxels)
+        data = np.ascontiguousarray(rows[:, start:stop])
+        offset = (n_scans * start + first_row * (stop - start)) * itemsize
+        os.pwrite(fd, memoryview(data.reshape(-1).view(np.uint8)), offset)
+
+
 def _load_masked_stream(img, mask):
     """The in-mask values of every volume, gathered straight from the file's bytes.
 
@@ -223,13 +354,20 @@ def _describe(mask_file):
 
 
 def load_masked_run(
-    bold, mask_img, *, smoothing_fwhm=None, target_affine=None, target_shape=None
+    bold, mask_img, *, smoothing_fwhm=None, target_affine=None, target_shape=None,
+    spill_dir=None, block_size=None,
 ):
     """Read one run through the mask: a ``(n_scans, n_voxels)`` C-ordered array.
 
     The values, dtype and layout equal ``NiftiMasker(mask_img, smoothing_fwhm,
     target_affine, target_shape).fit().transform(bold)`` (before any cleaning), but the
     run is streamed, so peak memory is the masked array plus one volume.
+
+    With ``spill_dir`` (and no resampling or smoothing) the masked run is not kept in
+    memory: it is written, in blocks of ``block_size`` voxels, to an uncompressed
+    temporary file in that folder and returned as a :class:`SpilledRun`, which
+    :func:`glmflow.core.glm.fit_glm` reads back one block at a time (peak memory: a few
+    blocks instead of the whole run; the file is deleted with the object).
     """
     img = load_img(bold)
     check_4d(img, name=_describe(bold) if isinstance(bold, (str, Path)) else "The BOLD image")
@@ -248,6 +386,8 @@ def load_masked_run(
         mask_img = crop_img(mask_img, copy=False, copy_header=True)
         mask = np.asarray(mask_img.dataobj) > 0
     if not resample and smoothing_fwhm is None and _is_streamable(img):
+        if spill_dir is not None:
+            return _spill_masked_stream(img, mask, spill_dir, block_size)
         return _load_masked_stream(img, mask)
     n_scans = img.shape[3]
     # nilearn resamples the whole 4D run and then clips it to the range of the *run*

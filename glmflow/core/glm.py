@@ -175,10 +175,11 @@ class _Preprocessor:
         self.needs_clean = standardize_ is not None
         self.global_mean = None
         if signal_scaling in ((0, 1), [0, 1]):
-            kept = raw if self.sample_mask is None else raw[self.sample_mask]
+            # Means over the whole run need it whole (a disk-spilled run is read in full).
+            kept = np.asarray(raw) if self.sample_mask is None else raw[self.sample_mask]
             self.global_mean = np.maximum(kept.mean(), 1)
         elif signal_scaling == 1 and signal_scaling is not True:
-            kept = raw if self.sample_mask is None else raw[self.sample_mask]
+            kept = np.asarray(raw) if self.sample_mask is None else raw[self.sample_mask]
             self.volume_mean = np.maximum(kept.mean(axis=1), 1)[:, None]
 
     def __call__(self, columns):
@@ -304,8 +305,9 @@ def fit_glm(
 
     Parameters
     ----------
-    raw : ndarray, shape (n_scans_total, n_voxels)
-        The masked run from :func:`glmflow.core.data.load_masked_run`.
+    raw : ndarray or SpilledRun, shape (n_scans_total, n_voxels)
+        The masked run from :func:`glmflow.core.data.load_masked_run` (in memory, or on
+        disk with ``spill_dir``: then chunks are read back one at a time).
     design : pandas.DataFrame, shape (n_scans, n_regressors)
         The design matrix; with ``sample_mask`` it has the kept scans' rows only (as
         nilearn's ``design_matrices_``) or all rows (then the mask selects them).
@@ -317,7 +319,8 @@ def fit_glm(
     bins : int, default=100
         nilearn's number of AR bins (AR(1)) or K-means clusters (AR(p>1)).
     chunk_size : int, optional
-        Voxels processed at once (default from :data:`DEFAULT_CHUNK_MB`).
+        Voxels processed at once (default from :data:`DEFAULT_CHUNK_MB`); a spilled run
+        is processed in its blocks.
     keep_outputs : bool, default=False
         Also return residuals, predicted time series and R-square.
     geometry, geometry_info : optional
@@ -347,7 +350,8 @@ def fit_glm(
         )
     df_residuals = float(n_scans - rank)
     n_voxels = raw.shape[1]
-    size = chunk_size or chunk_size_for(n_scans)
+    # A run spilled to disk is read back in its own blocks (one contiguous read each).
+    size = getattr(raw, "block_size", None) or chunk_size or chunk_size_for(n_scans)
     prepare = _Preprocessor(
         raw,
         mask_img=mask_img,

@@ -73,11 +73,11 @@ def _nilearn_maps(runs, noise_model):
     return out
 
 
-def _glmflow_maps(runs, noise_model, chunk_size):
+def _glmflow_maps(runs, noise_model, chunk_size, spill_dir=None):
     mask_img = runs[0][2]
     models = []
     for bold, design, _ in runs:
-        raw = load_masked_run(bold, mask_img)
+        raw = load_masked_run(bold, mask_img, spill_dir=spill_dir, block_size=chunk_size)
         model, _ = fit_glm(raw, design, mask_img=mask_img, noise_model=noise_model, t_r=T_R,
                            random_state=0, chunk_size=chunk_size)
         models.append(model)
@@ -89,12 +89,13 @@ def _glmflow_maps(runs, noise_model, chunk_size):
     return out
 
 
-@pytest.mark.parametrize("chunk_size", [None, 37], ids=["one-chunk", "many-chunks"])
+@pytest.mark.parametrize(("chunk_size", "spill"), [(None, False), (37, False), (37, True)],
+                         ids=["one-chunk", "many-chunks", "spilled-to-disk"])
 @pytest.mark.parametrize("n_runs", [1, 2])
 @pytest.mark.parametrize("noise_model", ["ols", "ar1", "ar2"])
-def test_maps_equal_nilearn(runs, noise_model, n_runs, chunk_size):
+def test_maps_equal_nilearn(runs, noise_model, n_runs, chunk_size, spill, tmp_path):
     expected = _nilearn_maps(runs[:n_runs], noise_model)
-    got = _glmflow_maps(runs[:n_runs], noise_model, chunk_size)
+    got = _glmflow_maps(runs[:n_runs], noise_model, chunk_size, tmp_path if spill else None)
     for name in CONTRASTS:
         for key, value in expected[name].items():
             value = np.asarray(value, float)
@@ -116,3 +117,37 @@ def test_ar1_groups_cross_chunks(runs):
     chunk_of = np.arange(n_vox) // 37
     spread = [len(np.unique(chunk_of[model.label_index == g])) for g in range(len(model.labels))]
     assert len(model.labels) > 10 and max(spread) > 5
+
+
+def test_spilled_run_reads_back_exactly(runs, tmp_path):
+    """A run spilled to disk in blocks reads back bit for bit, by block or in any slice."""
+    mask_img = runs[0][2]
+    expected = load_masked_run(runs[0][0], mask_img)
+    spilled = load_masked_run(runs[0][0], mask_img, spill_dir=tmp_path, block_size=37)
+    assert spilled.shape == expected.shape and spilled.dtype == expected.dtype
+    assert np.array_equal(np.asarray(spilled), expected)
+    for cols in (slice(0, 37), slice(37, 74), slice(5, 200), slice(400, expected.shape[1])):
+        got = spilled[:, cols]
+        assert got.flags.c_contiguous and np.array_equal(got, expected[:, cols])
+    assert np.array_equal(spilled[3:9], expected[3:9])
+    path = spilled.path
+    assert len(list(tmp_path.iterdir())) == 1
+    del spilled
+    assert not any(p.name == path for p in tmp_path.iterdir()) and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs", [dict(signal_scaling=(0, 1)), dict(signal_scaling=1),
+                                    dict(signal_scaling=False, standardize=True),
+                                    dict(sample_mask=np.r_[0:40, 45:90])])
+def test_spilled_fit_equals_in_memory_fit(runs, tmp_path, kwargs):
+    """Other scalings, standardisation and scrubbing give the same model from disk."""
+    bold, design, mask_img = runs[0]
+    raw = load_masked_run(bold, mask_img)
+    spilled = load_masked_run(bold, mask_img, spill_dir=tmp_path, block_size=50)
+    if "sample_mask" in kwargs:
+        design = design.iloc[kwargs["sample_mask"]]
+    a, _ = fit_glm(raw, design, mask_img=mask_img, noise_model="ar1", t_r=T_R,
+                   chunk_size=50, **kwargs)
+    b, _ = fit_glm(spilled, design, mask_img=mask_img, noise_model="ar1", t_r=T_R, **kwargs)
+    assert np.array_equal(a.betas, b.betas) and np.array_equal(a.dispersion, b.dispersion)
+    assert a.labels == b.labels and np.array_equal(a.label_index, b.label_index)
