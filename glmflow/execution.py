@@ -253,10 +253,13 @@ def _reason_from_traceback(text, max_lines=12):
     return lines[-1] if lines else "unknown error"
 
 
-def _crash_file_for(crashdump_dir, node_id):
-    if not crashdump_dir:
+def _crash_file_for(crash_dir, node_id, since=None):
+    """The newest crash file of a node (written after ``since``, a time stamp), or None."""
+    if not crash_dir:
         return None
-    hits = sorted(glob.glob(os.path.join(crashdump_dir, f"crash-*-{node_id}-*")))
+    hits = sorted(glob.glob(os.path.join(crash_dir, f"crash-*-{node_id}-*")), key=os.path.getmtime)
+    if since is not None:
+        hits = [h for h in hits if os.path.getmtime(h) >= since - 1]
     return hits[-1] if hits else None
 
 
@@ -626,6 +629,118 @@ def check_scheduler(plugin):
         )
 
 
+# --------------------------------------------------------------------------- Graph plugins
+#: nipype's default job templates of the Graph plugins (we add the BLAS thread variables)
+_GRAPH_TEMPLATES = {
+    "SLURMGraph": ("#!/bin/bash", "SLURM_CPUS_PER_TASK"),
+    "SGEGraph": ("#$ -V\n#$ -S /bin/sh", "NSLOTS"),
+}
+
+
+def _graph_plugin_args(plugin, plugin_args):
+    args = dict(plugin_args)
+    # nipype 1.11's SLURMGraph sets this attribute only when plugin_args is non-empty
+    args.setdefault("dont_resubmit_completed_jobs", False)
+    if "template" not in args:
+        template, cpu_variable = _GRAPH_TEMPLATES[plugin]
+        exports = "\n".join(f"export {v}=${{{cpu_variable}:-1}}" for v in THREAD_VARIABLES)
+        args["template"] = f"{template}\n{exports}\n"
+    return args
+
+
+def _queued_graph_jobs(plugin, base_dir, script_of):
+    """{job id: (name, state, reason)} of queued jobs whose script lies under ``base_dir``."""
+    import xml.etree.ElementTree as ET
+
+    jobs = {}
+    if plugin == "SLURMGraph":
+        _, out = _run_quiet(["squeue", "-h", "-o", "%i|%j|%T|%r|%o"])
+        for line in out.splitlines():
+            parts = line.split("|")
+            if len(parts) == 5 and parts[4].startswith(base_dir):
+                jobs[parts[0]] = tuple(parts[1:4])
+        return jobs
+    rc, out = _run_quiet(["qstat", "-xml"])
+    if rc != 0 or not out.strip().startswith("<"):
+        return jobs
+    for job in ET.fromstring(out).iter("job_list"):
+        job_id = job.findtext("JB_job_number")
+        if job_id not in script_of:
+            _, text = _run_quiet(["qstat", "-j", job_id])
+            match = re.search(r"^script_file:\s+(\S+)", text, re.M)
+            script_of[job_id] = match.group(1) if match else ""
+        if script_of[job_id].startswith(base_dir):
+            jobs[job_id] = (job.findtext("JB_name") or "", job.findtext("state") or "", "")
+    return jobs
+
+
+def _wait_for_graph(workflow, plugin, graph, started):
+    """Wait until the Graph plugin's jobs left the queue; raise if a node has no result.
+
+    The Graph plugins submit every node at once with dependencies and return. A failed node
+    leaves its dependents waiting forever on SLURM (``DependencyNeverSatisfied``) or in an
+    error state on SGE: those are cancelled, and reported as not run.
+    """
+    base_dir = str(Path(workflow.base_dir).resolve())
+    poll = float(workflow.config["execution"]["poll_sleep_duration"])
+    names, script_of, cancelled = {}, {}, set()
+    cancel = "scancel" if plugin == "SLURMGraph" else "qdel"
+    while True:
+        jobs = _queued_graph_jobs(plugin, base_dir, script_of)
+        for job_id, (name, state, reason) in jobs.items():
+            names[name] = job_id
+            stuck = "DependencyNeverSatisfied" in reason or (plugin == "SGEGraph" and "E" in state)
+            if stuck and job_id not in cancelled:
+                _run_quiet([cancel, job_id])
+                cancelled.add(job_id)
+        if not jobs:
+            break
+        time.sleep(max(poll, 0.5))
+
+    import networkx as nx
+
+    crash_dir = workflow.config["execution"].get("crashdump_dir")
+    failures, not_run, bad = [], [], set()
+    for node in nx.topological_sort(graph):
+        # a failed MapNode still leaves a result file (without outputs): trust crash files
+        crash = _crash_file_for(crash_dir, node._id, since=started)
+        result = os.path.join(node.output_dir(), f"result_{node.name}.pklz")
+        if crash is None and os.path.exists(result):
+            continue
+        bad.add(node)
+        if any(pred in bad for pred in graph.predecessors(node)):
+            not_run.append(node.fullname)
+            continue
+        safe_id = node._id.replace("-", "_").replace(".", "_").replace(":", "_")
+        job_id = next((i for n, i in names.items() if re.fullmatch(rf"j\d+_{safe_id}", n)), None)
+        logs = sorted(
+            glob.glob(
+                os.path.join(base_dir, "**", "batch", f"batchscript_*_{node._id}.sh.[oe]"),
+                recursive=True,
+            ),
+            key=os.path.getmtime,
+        )[-2:]
+        failure = NodeFailure(
+            node=node.fullname,
+            reason=_reason_from_traceback(Path(crash).read_text(errors="replace"))
+            if crash
+            else "the job ended without writing a result (killed by the scheduler or a user, "
+            "out of memory or time, or the compute node failed)",
+            job_id=job_id,
+            log_files=logs,
+            crash_file=crash,
+            work_dir=_safe_output_dir(node),
+            killed=crash is None,
+        )
+        failures.append(failure)
+    if failures:
+        text = _summarise(failures, plugin, None)
+        if not_run:
+            text += "\nNot run because of it: " + ", ".join(not_run)
+        raise WorkflowError(text, failures=failures, plugin=plugin)
+    return graph
+
+
 # --------------------------------------------------------------------------- running
 def _make_plugin(plugin, plugin_args):
     if plugin == "MultiProc":
@@ -713,20 +828,24 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
         apply_node_resources(workflow, bold_files)
 
     runner = _make_plugin(plugin, plugin_args)
+    started = time.time()
     parallel = plugin != "Linear"
     threads = contextlib.nullcontext() if not parallel else _thread_environment(1)
     try:
         with threads:
             if runner is not None:
                 return workflow.run(plugin=runner)
-            return workflow.run(plugin=plugin, plugin_args=plugin_args)
+            graph = workflow.run(
+                plugin=plugin, plugin_args=_graph_plugin_args(plugin, plugin_args)
+            )
+        return _wait_for_graph(workflow, plugin, graph, started)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
         failures = list(getattr(runner, "failures", []))
         crash_dir = workflow.config["execution"].get("crashdump_dir")
         for node in getattr(runner, "failed_nodes", []):  # Linear
-            crash = _crash_file_for(crash_dir, node._id)
+            crash = _crash_file_for(crash_dir, node._id, since=started)
             text = Path(crash).read_text(errors="replace") if crash else str(exc)
             failures.append(
                 NodeFailure(

@@ -67,8 +67,9 @@ def parse_args(argv=None):
     ap.add_argument(
         "--plugin",
         default="Linear",
-        choices=["Linear", "MultiProc", "SLURM", "SGE"],
-        help="Nipype plugin (default Linear)",
+        choices=["Linear", "MultiProc", "SLURM", "SGE", "SLURMGraph", "SGEGraph"],
+        help="Nipype plugin (default Linear); SLURM/SGE submit one job per node as it "
+        "becomes ready, the Graph variants submit all jobs at once with dependencies",
     )
     ap.add_argument(
         "--plugin-args",

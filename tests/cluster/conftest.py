@@ -27,6 +27,8 @@ CONTRASTS = ("audio=audio", "avmv=audio - visual")
 PLUGIN_ARGS = {
     "SLURM": {"sbatch_args": "-p debug -t 10", "max_jobs": 16},
     "SGE": {"qsub_args": "-q all.q", "max_jobs": 16},
+    "SLURMGraph": {"sbatch_args": "-p debug -t 10"},
+    "SGEGraph": {"qsub_args": "-q all.q"},
 }
 
 
@@ -89,6 +91,13 @@ def ensure_up(kind):
 def scheduler(request):
     """(plugin name, plugin_args) for a live scheduler."""
     ensure_up(request.param.lower())
+    return request.param, dict(PLUGIN_ARGS[request.param])
+
+
+@pytest.fixture(params=["SLURMGraph", "SGEGraph"])
+def graph_scheduler(request):
+    """(plugin name, plugin_args) for a Graph plugin on a live scheduler."""
+    ensure_up(request.param[: -len("Graph")].lower())
     return request.param, dict(PLUGIN_ARGS[request.param])
 
 
@@ -186,8 +195,9 @@ def linear_outputs(study, run_first_level, tmp_path_factory):
 def running_jobs(plugin):
     """{job id: job name} of the running jobs."""
     if plugin == "SLURM":
-        out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %j"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "R", "-o", "%i %j"], capture_output=True, text=True
+        ).stdout
         return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
     out = subprocess.run(["qstat", "-s", "r", "-xml"], capture_output=True, text=True).stdout
     jobs = {}
@@ -200,8 +210,9 @@ def running_jobs(plugin):
 def job_script(plugin, job_id):
     """The batch script a job runs (to tell our jobs from anyone else's)."""
     if plugin == "SLURM":
-        out = subprocess.run(["scontrol", "-o", "show", "job", job_id],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True
+        ).stdout
         match = re.search(r"Command=(\S+)", out)
     else:
         out = subprocess.run(["qstat", "-j", job_id], capture_output=True, text=True).stdout
@@ -227,9 +238,9 @@ class JobKiller(threading.Thread):
         deadline = time.monotonic() + self.timeout
         while self.killed is None and time.monotonic() < deadline:
             for job_id, name in running_jobs(self.plugin).items():
-                if self.pattern.match(name.strip()) and job_script(
-                    self.plugin, job_id
-                ).startswith(self.work):
+                if self.pattern.match(name.strip()) and job_script(self.plugin, job_id).startswith(
+                    self.work
+                ):
                     subprocess.run([cancel, job_id], capture_output=True)
                     self.killed = job_id
                     return

@@ -49,6 +49,18 @@ def test_same_bytes_as_linear(scheduler, study, linear_outputs, run_first_level,
         _check_slurm_requests(tmp_path / "work", study["bold"])
 
 
+def test_graph_plugins_wait_and_give_the_same_bytes(
+    graph_scheduler, study, linear_outputs, run_first_level, tmp_path
+):
+    """The Graph plugins return before their jobs ran; run_workflow waits for them."""
+    plugin, plugin_args = graph_scheduler
+    rc = run_first_level.main(
+        cli_args(study, tmp_path / "work", tmp_path / "out", plugin, plugin_args)
+    )
+    assert rc == 0
+    assert read_outputs(tmp_path / "out") == linear_outputs
+
+
 #: job name (nipype: node, hierarchy, user; reversed) -> interface whose estimate it asks for
 JOB_KINDS = {
     r"mask\.first_level_wf\.": "ComputeMask",
