@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate_data import SIZES  # noqa: E402
 
 CASES = Path(__file__).resolve().parent / "cases.py"
+PROPOSALS = Path(__file__).resolve().parent / "proposals.py"
 GENERATOR = Path(__file__).resolve().parent / "generate_data.py"
 TOOLS = ("nilearn", "facade", "wf-linear", "wf-multiproc")
 #: Which tools run with 4 runs (nilearn's 4-run fit is the long pole at mni2mm).
@@ -140,6 +141,8 @@ def run_size(name, args, data_root, log):
     data_json = Path(data_root) / name / f"files-{max(args.runs)}.json"
     files = json.loads(data_json.read_text())
     tools = [t for t in args.tools if t != "facade" or facade_available()]
+    if args.proposals:
+        tools += [f"{t}+p" for t in tools if t.startswith("wf-")]
     if "facade" in args.tools and "facade" not in tools:
         log("glmflow.model (the facade) is not available yet: skipping it.")
     rows = []
@@ -149,8 +152,13 @@ def run_size(name, args, data_root, log):
         for repeat in range(args.repeat):
             for tool in run_tools:
                 out = tempfile.mkdtemp(prefix=f"bench-{name}-{tool}-", dir=args.work)
-                cmd = [sys.executable, str(CASES), tool, str(data_json), out,
-                       "--runs", str(n_runs), "--noise-model", args.noise_model]
+                case = [tool.removesuffix("+p"), str(data_json), out,
+                        "--runs", str(n_runs), "--noise-model", args.noise_model]
+                if tool.endswith("+p"):  # proposed changes patched in (proposals.py)
+                    cmd = [sys.executable, str(PROPOSALS), "--hash-cache", "--spill", "--",
+                           *case]
+                else:
+                    cmd = [sys.executable, str(CASES), *case]
                 res = measure(cmd, env=dict(os.environ, NIPYPE_NO_ET="1"))
                 if res["returncode"] != 0:
                     log(f"FAILED {name} {tool} runs={n_runs}:\n{res['stderr'][-3000:]}")
@@ -159,7 +167,7 @@ def run_size(name, args, data_root, log):
                 res.update(json.loads(res["stdout"].strip().splitlines()[-1]))
                 res["out"] = out
                 results[tool].append(res)
-                log(f"  {name:7s} runs={n_runs} #{repeat + 1} {tool:13s} "
+                log(f"  {name:7s} runs={n_runs} #{repeat + 1} {tool:15s} "
                     f"{res['wall_s']:7.2f} s  peak {res['peak_mib']:7.0f} MiB  "
                     f"tree {res['tree_mib']:7.0f} MiB")
         base = results.get("nilearn", [])
@@ -175,6 +183,8 @@ def run_size(name, args, data_root, log):
             if base and tool != "nilearn":
                 base_wall = float(np.median([m["wall_s"] for m in base]))
                 row["speedup"] = base_wall / wall
+                # Without interpreter start-up and imports (the same ~1-2 s for both tools).
+                row["work_speedup"] = float(np.median([m["work_s"] for m in base])) / row["work_s"]
                 row["mem_ratio"] = max(m["peak_mib"] for m in base) / peak
                 row["max_abs_dz"] = max_abs_dz(base[0]["out"], measured[0]["out"],
                                                files["contrasts"])
@@ -186,16 +196,18 @@ def run_size(name, args, data_root, log):
 
 
 def format_table(rows):
-    head = (f"{'size':8s} {'runs':>4s} {'tool':13s} {'wall s':>8s} {'work s':>8s} "
-            f"{'peak MiB':>9s} {'tree MiB':>9s} {'speedup':>8s} {'mem x':>6s} {'max|dz|':>9s}")
+    head = (f"{'size':8s} {'runs':>4s} {'tool':15s} {'wall s':>8s} {'work s':>8s} "
+            f"{'peak MiB':>9s} {'tree MiB':>9s} {'speedup':>8s} {'work x':>7s} {'mem x':>6s} "
+            f"{'max|dz|':>9s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         speed = f"{r['speedup']:7.1f}x" if "speedup" in r else f"{'-':>8s}"
+        work = f"{r['work_speedup']:6.1f}x" if "work_speedup" in r else f"{'-':>7s}"
         mem = f"{r['mem_ratio']:5.1f}x" if "mem_ratio" in r else f"{'-':>6s}"
         dz = f"{r['max_abs_dz']:9.1e}" if "max_abs_dz" in r else f"{'-':>9s}"
-        lines.append(f"{r['size']:8s} {r['runs']:4d} {r['tool']:13s} {r['wall_s']:8.2f} "
+        lines.append(f"{r['size']:8s} {r['runs']:4d} {r['tool']:15s} {r['wall_s']:8.2f} "
                      f"{r['work_s']:8.2f} {r['peak_mib']:9.0f} {r['tree_mib']:9.0f} {speed} "
-                     f"{mem} {dz}")
+                     f"{work} {mem} {dz}")
     return "\n".join(lines)
 
 
@@ -204,7 +216,8 @@ def machine_summary():
 
     import glmflow
 
-    return (f"{platform.node()} | {os.cpu_count()} cores | {platform.processor() or platform.machine()}"
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"{platform.node()} | {os.cpu_count()} cores | load {load} | {platform.processor() or platform.machine()}"
             f" | Python {platform.python_version()} | numpy {np.__version__} | nilearn "
             f"{nilearn.__version__} | glmflow {glmflow.__version__}")
 
@@ -218,6 +231,8 @@ def main(argv=None):
                         help="numbers of runs to benchmark (default: 1 and 4)")
     parser.add_argument("--repeat", type=int, default=1, help="measurements per tool")
     parser.add_argument("--noise-model", default="ar1")
+    parser.add_argument("--proposals", action="store_true",
+                        help="also run the workflow with proposals.py's changes ('+p')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(),
                                                        "glmflow-bench-data"),
