@@ -211,7 +211,8 @@ class SpilledRun:
                 os.remove(self.path)
 
     def __del__(self):
-        self.close()
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn down os
+            self.close()
 
 
 def _spill_masked_stream(img, mask, spill_dir, block_size):
