@@ -55,9 +55,7 @@ class ContrastResult:
             values = np.atleast_2d(values) if np.ndim(values) > 1 else values
             if np.ndim(values) == 2:
                 data = np.zeros((*mask.shape, values.shape[0]))
-                data[mask] = values.T
-                if values.shape[0] == 1:
-                    data = data[..., 0]
+                data[mask] = values.T  # F effects: one volume per row, as nilearn
             else:
                 data = np.zeros(mask.shape)
                 data[mask] = values

@@ -34,9 +34,20 @@ def run(study, base_dir, *, plugin="Linear", contrasts=CONTRASTS, confounds=None
     return collect_outputs(wf, graph)
 
 
+@pytest.fixture(scope="module")
+def study3(tmp_path_factory):
+    from conftest import simulate_study
+
+    folder = tmp_path_factory.mktemp("three_runs")
+    bold, events = simulate_study(folder / "data", n_runs=3, seed=7)
+    return {"bold": bold, "events": events, "t_r": 2.0, "dir": folder}
+
+
+@pytest.mark.parametrize("n_runs", [1, 3])
 @pytest.mark.parametrize("noise_model", ["ols", "ar1", "ar2"])
-def test_workflow_matches_nilearn(study, noise_model):
-    out = run(study, study["dir"] / "work", noise_model=noise_model, random_state=0)
+def test_workflow_matches_nilearn(study3, noise_model, n_runs, tmp_path):
+    study = {**study3, "bold": study3["bold"][:n_runs], "events": study3["events"][:n_runs]}
+    out = run(study, tmp_path / "work", noise_model=noise_model, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = FirstLevelModel(t_r=study["t_r"], noise_model=noise_model, random_state=0).fit(
@@ -164,3 +175,26 @@ def test_error_classes_in_core():
         contrast_weights("x - y", ["a", "b"])
     assert issubclass(ImageError, ValueError) and issubclass(EventsError, ValueError)
     assert Path(__file__).exists()
+
+
+def test_spm_auditory_workflow_matches_nilearn_and_known_peak(shared_data, tmp_path):
+    func = shared_data / "spm_auditory" / "sub-01" / "func"
+    study = {"bold": [str(func / "sub-01_task-auditory_bold.nii.gz")],
+             "events": [str(func / "sub-01_task-auditory_events.tsv")], "t_r": 7.0}
+    contrasts = {"listening": "listening",
+                 "listening F": {"def": [[1, 0, 0, 0, 0, 0, 0, 0]], "stat_type": "F"}}
+    out = run(study, tmp_path / "work", contrasts=contrasts, hrf_model="spm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = FirstLevelModel(t_r=7.0, hrf_model="spm").fit(study["bold"],
+                                                             events=study["events"])
+        theirs = [ref.compute_contrast("listening", output_type="all"),
+                  ref.compute_contrast(np.eye(1, 8), stat_type="F", output_type="all")]
+    for index in range(2):
+        for field, key in FIELDS.items():
+            ours = nib.load(out[field][index]).get_fdata()
+            assert_maps_equal(ours, theirs[index][key].get_fdata(), what=f"{field}[{index}]")
+    z = nib.load(out["z_files"][0]).get_fdata()
+    # ../shared/data/README.md: peak z 9.342 at voxel (51, 29, 36)
+    assert np.unravel_index(np.argmax(z), z.shape) == (51, 29, 36)
+    assert z.max() == pytest.approx(9.342, abs=5e-4)
