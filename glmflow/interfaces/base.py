@@ -1,6 +1,6 @@
 """Shared pieces of glmflow's Nipype interfaces."""
 
-from nipype.interfaces.base import BaseInterfaceInputSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, traits
 
 from glmflow import __version__
 
@@ -15,6 +15,24 @@ class GLMFlowInputSpec(BaseInterfaceInputSpec):
     glmflow_version = traits.Str(
         __version__, usedefault=True, desc="glmflow version (part of the cache key)"
     )
+
+
+class FitOptionsInputSpec(GLMFlowInputSpec):
+    """The estimation options shared by the volume and surface fit interfaces."""
+
+    noise_model = traits.Str("ar1", usedefault=True, desc="'ols' or 'arN'")
+    t_r = traits.Either(None, traits.Float, default=None, usedefault=True, desc="TR (s)")
+    signal_scaling = traits.Any(0, usedefault=True, desc="0, 1, [0, 1] or False")
+    standardize = traits.Any(False, usedefault=True, desc="nilearn's standardize")
+    sample_mask_file = traits.Either(None, File(exists=True), default=None, usedefault=True,
+                                     desc="TSV of kept volume indices (scrubbing)")
+    random_state = traits.Either(None, traits.Int, default=None, usedefault=True,
+                                 desc="K-means seed for AR(p>1)")
+    bins = traits.Int(100, usedefault=True,
+                      desc="nilearn's AR(1) bins / AR(p) K-means clusters")
+    minimize_memory = traits.Bool(True, usedefault=True,
+                                  desc="if False, also write residuals, predicted and R-square")
+    chunk_mb = traits.Float(128.0, usedefault=True, desc="working memory per voxel chunk (MB)")
 
 
 def optional(value):

@@ -11,32 +11,19 @@ from glmflow.core.design import load_design
 from glmflow.core.glm import chunk_size_for, fit_glm, save_model
 from glmflow.core.io import read_sample_mask, save_img
 from glmflow.core.validation import check_design, check_sample_mask
-from glmflow.interfaces.base import GLMFlowInputSpec, optional
+from glmflow.interfaces.base import FitOptionsInputSpec, optional
 
 
-class _FitGLMInputSpec(GLMFlowInputSpec):
+class _FitGLMInputSpec(FitOptionsInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="the run (4D NIfTI)")
     design_file = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
-    noise_model = traits.Str("ar1", usedefault=True, desc="'ols' or 'arN'")
-    t_r = traits.Either(None, traits.Float, default=None, usedefault=True, desc="TR (s)")
     smoothing_fwhm = traits.Either(None, traits.Float, default=None, usedefault=True,
                                    desc="Gaussian smoothing FWHM in mm")
-    signal_scaling = traits.Any(0, usedefault=True, desc="0, 1, [0, 1] or False")
-    standardize = traits.Any(False, usedefault=True, desc="nilearn's standardize")
-    sample_mask_file = traits.Either(None, File(exists=True), default=None, usedefault=True,
-                                     desc="TSV of kept volume indices (scrubbing)")
     target_affine = traits.Either(None, traits.List(traits.List(traits.Float)), default=None,
                                   usedefault=True, desc="resample the data to this affine")
     target_shape = traits.Either(None, traits.List(traits.Int), default=None, usedefault=True,
                                  desc="resample the data to this shape")
-    random_state = traits.Either(None, traits.Int, default=None, usedefault=True,
-                                 desc="K-means seed for AR(p>1)")
-    bins = traits.Int(100, usedefault=True,
-                      desc="nilearn's AR(1) bins / AR(p) K-means clusters")
-    minimize_memory = traits.Bool(True, usedefault=True,
-                                  desc="if False, also write residuals, predicted and R-square")
-    chunk_mb = traits.Float(128.0, usedefault=True, desc="working memory per voxel chunk (MB)")
 
 
 class _FitGLMOutputSpec(TraitedSpec):

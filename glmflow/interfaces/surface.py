@@ -10,7 +10,7 @@ import os
 import numpy as np
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
-from glmflow.interfaces.base import GLMFlowInputSpec, optional
+from glmflow.interfaces.base import FitOptionsInputSpec, GLMFlowInputSpec, optional
 
 #: Output field -> (nilearn output_type, file ``stat-`` label).
 OUTPUTS = {
@@ -85,7 +85,7 @@ class ComputeSurfaceMask(SimpleInterface):
         return runtime
 
 
-class _FitSurfaceGLMInputSpec(GLMFlowInputSpec):
+class _FitSurfaceGLMInputSpec(FitOptionsInputSpec):
     bold_file = InputMultiObject(File(exists=True), mandatory=True, desc=_RUN_DESC)
     design_file = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_files = InputMultiObject(File(exists=True), mandatory=True,
@@ -93,19 +93,8 @@ class _FitSurfaceGLMInputSpec(GLMFlowInputSpec):
     mesh = _mesh_input()
     mesh_type = traits.Str("pial", usedefault=True,
                            desc="surface of a template mesh (pial, white_matter, inflated)")
-    noise_model = traits.Str("ar1", usedefault=True, desc="'ols' or 'arN'")
-    t_r = traits.Either(None, traits.Float, default=None, usedefault=True, desc="TR (s)")
     smoothing_fwhm = traits.Either(None, traits.Float, default=None, usedefault=True,
                                    desc="surface smoothing FWHM in mm (nilearn's iterations)")
-    signal_scaling = traits.Any(0, usedefault=True, desc="0, 1, [0, 1] or False")
-    standardize = traits.Any(False, usedefault=True, desc="nilearn's standardize")
-    sample_mask_file = traits.Either(None, File(exists=True), default=None, usedefault=True,
-                                     desc="TSV of kept volume indices (scrubbing)")
-    random_state = traits.Either(None, traits.Int, default=None, usedefault=True,
-                                 desc="K-means seed for AR(p>1)")
-    minimize_memory = traits.Bool(True, usedefault=True,
-                                  desc="if False, also write residuals, predicted and R-square")
-    chunk_mb = traits.Float(128.0, usedefault=True, desc="working memory per chunk (MB)")
 
 
 class _FitSurfaceGLMOutputSpec(TraitedSpec):
@@ -160,6 +149,7 @@ class FitSurfaceGLM(SimpleInterface):
             standardize=self.inputs.standardize,
             sample_mask=sample_mask,
             random_state=optional(self.inputs.random_state),
+            bins=self.inputs.bins,
             chunk_size=chunk_size_for(len(design), self.inputs.chunk_mb),
             keep_outputs=not self.inputs.minimize_memory,
         )
