@@ -82,6 +82,7 @@ def parse_args(argv=None):
     ap.add_argument("-w", "--work-dir", required=True, help="Nipype working directory (cache)")
     ap.add_argument("-o", "--output-dir", required=True, help="where the maps are written")
     ap.add_argument("--prefix", help="file name prefix, e.g. sub-01_task-auditory")
+    ap.add_argument("--no-report", action="store_true", help="skip the HTML report node")
     ap.add_argument("--quiet", action="store_true", help="only warnings from Nipype")
     args = ap.parse_args(argv)
     for what in ("events", "confounds"):
@@ -136,6 +137,7 @@ def build_workflow(args):
         contrasts=args.contrasts,
         noise_model=args.noise_model,
         hrf_model=args.hrf_model,
+        report=not args.no_report,
     )
     inputnode = wf.get_node("inputnode")
     inputnode.inputs.bold_files = [os.path.abspath(f) for f in args.bold]
