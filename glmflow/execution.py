@@ -325,6 +325,38 @@ class _RecordingMixin:
         """Add what the scheduler knows (batch plugins override)."""
 
 
+class _LocalGlueMixin:
+    """Run nipype's list-reshaping utility nodes and MapNode collation in this process.
+
+    A batch job costs a fresh interpreter and a scheduler round trip (~1-2 s), a MultiProc
+    task a pickled node and a pool round trip. Merge, Select, Split, Rename... only reshape
+    lists, and collating a MapNode's cached items is cheap. (``Function`` nodes may do real
+    work, so they stay jobs unless marked ``run_without_submitting``.)
+    ``plugin_args={"local_glue_nodes": False}`` submits everything.
+    """
+
+    _local_glue = True
+
+    def _prerun_check(self, graph):
+        super()._prerun_check(graph)
+        if self._local_glue:
+            for node in graph.nodes():
+                interface = type(node.interface)
+                # Function nodes may do real work: they stay jobs unless their workflow
+                # marked them run_without_submitting
+                if interface.__module__.startswith("nipype.interfaces.utility") and (
+                    interface.__name__ != "Function"
+                ):
+                    node.run_without_submitting = True
+
+    def _submit_mapnode(self, jobid):
+        expanded = super()._submit_mapnode(jobid)
+        if not expanded and self._local_glue:
+            # the items were just made separate tasks; the MapNode itself now only collates
+            self.procs[jobid].run_without_submitting = True
+        return expanded
+
+
 def _safe_output_dir(node):
     with contextlib.suppress(Exception):
         return node.output_dir()
@@ -343,11 +375,12 @@ def _run_node_with_threads(node, updatehash, taskid):
 def _make_multiproc_plugin(plugin_args):
     from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
-    class GlmflowMultiProcPlugin(_RecordingMixin, MultiProcPlugin):
+    class GlmflowMultiProcPlugin(_LocalGlueMixin, _RecordingMixin, MultiProcPlugin):
         _glmflow_plugin = "MultiProc"
 
         def __init__(self, plugin_args=None):
             super().__init__(plugin_args=plugin_args)
+            self._local_glue = bool((plugin_args or {}).get("local_glue_nodes", True))
             self._init_records()
 
         def _submit_job(self, node, updatehash=False):
@@ -408,7 +441,7 @@ def _run_quiet(cmd, timeout=15):
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-class _BatchMixin(_RecordingMixin):
+class _BatchMixin(_LocalGlueMixin, _RecordingMixin):
     """Resource requests, job logs and job records for the SLURM and SGE plugins."""
 
     _args_key = "sbatch_args"
@@ -428,24 +461,6 @@ class _BatchMixin(_RecordingMixin):
         )
         self._template = self._template.rstrip("\n") + "\n" + exports + "\n"
         self._init_records()
-
-    def _prerun_check(self, graph):
-        # A batch job costs a fresh interpreter and a scheduler round trip (~1-2 s); nipype's
-        # utility nodes (Function, Merge, Select...) only reshape lists here, so they run
-        # in this process. ``local_glue_nodes=False`` submits them like any other node.
-        super()._prerun_check(graph)
-        if self._local_glue:
-            for node in graph.nodes():
-                if type(node.interface).__module__.startswith("nipype.interfaces.utility"):
-                    node.run_without_submitting = True
-
-    def _submit_mapnode(self, jobid):
-        expanded = super()._submit_mapnode(jobid)
-        if not expanded:
-            # The items are now separate jobs. Collating their cached results is cheap, so
-            # the MapNode itself runs here instead of as one more batch job.
-            self.procs[jobid].run_without_submitting = True
-        return expanded
 
     def _global_args(self):
         return getattr(self, "_sbatch_args", None) or getattr(self, "_qsub_args", None) or ""
