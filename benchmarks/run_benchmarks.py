@@ -147,7 +147,8 @@ def run_size(name, args, data_root, log):
         log("glmflow.model (the facade) is not available yet: skipping it.")
     rows = []
     for n_runs in args.runs:
-        run_tools = tools if n_runs == 1 else [t for t in tools if t in MULTI_RUN_TOOLS]
+        run_tools = (tools if n_runs == 1
+                     else [t for t in tools if t.removesuffix("+p") in MULTI_RUN_TOOLS])
         results = {tool: [] for tool in run_tools}
         for repeat in range(args.repeat):
             for tool in run_tools:
