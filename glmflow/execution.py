@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glmflow.core.errors import ParameterError
+from glmflow.core.lock import WorkdirLock
 from glmflow.core.run_errors import NodeFailure, WorkflowError
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SGE", "SLURMGraph", "SGEGraph")
@@ -846,6 +847,8 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
     started = time.time()
     parallel = plugin != "Linear"
     threads = contextlib.nullcontext() if not parallel else _thread_environment(1)
+    # One run at a time per working directory: a second one fails at once, clearly.
+    lock = WorkdirLock(workflow.base_dir).acquire() if workflow.base_dir else None
     try:
         with threads:
             if runner is not None:
@@ -875,3 +878,6 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
         raise WorkflowError(
             _summarise(failures, plugin, exc), failures=failures, plugin=plugin
         ) from exc
+    finally:
+        if lock is not None:
+            lock.release()

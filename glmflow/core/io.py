@@ -62,6 +62,10 @@ def atomic_path(path, *, overwrite=True):
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600 files; outputs get the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         if not overwrite and path.exists() and not filecmp.cmp(tmp, path, shallow=False):
             raise OutputError(
                 f"{path} already exists with a different result; refusing to overwrite it. "

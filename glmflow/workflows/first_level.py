@@ -271,10 +271,12 @@ def _add_report(workflow, *, contrasts, parameters):
 
 
 def _pad_node(name):
+    # List glue: run in the submitting process, never as a batch job of its own.
     return pe.Node(
         Function(input_names=["bold_files", "optional_files"], output_names=["out"],
                  function=_pad_runs),
         name=name,
+        run_without_submitting=True,
     )
 
 

@@ -68,7 +68,6 @@ JOB_KINDS = {
     r"_design\d\.": "MakeDesignMatrix",
     r"_fit\d\.": "FitGLM",
     r"_contrast\d\.": "EstimateContrast",
-    r"pad_\w+\.first_level_wf\.": None,  # Function glue nodes keep nipype's 0.2 GB
 }
 
 
@@ -84,7 +83,7 @@ def _check_slurm_requests(work, bold_files):
     for job in (j for j in jobs if str(work) in j):
         name = re.search(r"JobName=(\S+)", job).group(1)
         kind = next(k for pattern, k in JOB_KINDS.items() if re.match(pattern, name))
-        mem_gb = estimates[kind].mem_gb if kind else 0.2
+        mem_gb = estimates[kind].mem_gb  # glue nodes run in-process: no job of their own
         assert re.search(r"MinMemoryNode=(\d+)M", job).group(1) == str(math.ceil(mem_gb * 1024)), (
             name
         )

@@ -43,3 +43,14 @@ def test_unusable_output_folder_is_named(tmp_path):
     blocker.write_text("a file where the output folder should be")
     with pytest.raises(OutputError, match="results"):
         save_json({}, blocker / "sub-01" / "x.json")
+
+
+def test_outputs_get_the_umask_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_json({"a": 1}, tmp_path / "x.json")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
