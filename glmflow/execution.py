@@ -58,6 +58,37 @@ BASE_MEM_GB = 0.3
 
 
 # --------------------------------------------------------------------------- environment
+def _install_hash_cache():
+    """Memoise Nipype's file hashing per (path, size, mtime, inode) within this process.
+
+    With content hashing Nipype reads every input file again for each node that takes it
+    (about 18 full reads of the BOLD file per run); the key changes whenever the file does,
+    so a changed input is always hashed anew.
+    """
+    import hashlib
+
+    from nipype.interfaces.base import specs, support
+    from nipype.utils import filemanip
+
+    if getattr(filemanip.hash_infile, "_glmflow", False):
+        return
+    original, cache = filemanip.hash_infile, {}
+
+    def hash_infile(afile, chunk_len=8192, crypto=hashlib.md5, raise_notfound=False):
+        try:
+            st = os.stat(afile)
+        except OSError:
+            return original(afile, chunk_len, crypto, raise_notfound)
+        key = (os.path.realpath(afile), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
+               crypto)
+        if key not in cache:
+            cache[key] = original(afile, chunk_len, crypto, raise_notfound)
+        return cache[key]
+
+    hash_infile._glmflow = True
+    filemanip.hash_infile = specs.hash_infile = support.hash_infile = hash_infile
+
+
 def prepare_environment():
     """Set the variables Nipype needs and that the batch plugins read.
 
@@ -67,6 +98,7 @@ def prepare_environment():
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     if "LOGNAME" not in os.environ:
         os.environ["LOGNAME"] = os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name
+    _install_hash_cache()
 
 
 @contextlib.contextmanager

@@ -100,6 +100,9 @@ def make_design_matrix(
             min_onset=min_onset,
             slice_time_ref=slice_time_ref,
         )
+        if (frame["modulation"] == 1).all():
+            # nilearn's default is 1; leaving the column out spares its notice per design.
+            frame = frame.drop(columns="modulation")
     return make_first_level_design_matrix(
         frame_times(n_scans, t_r, slice_time_ref),
         frame,

@@ -259,8 +259,22 @@ def _yule_walker(resid_t, order, mean, overwrite=False):
         # toeplitz(rr[:-1]) for every voxel at once: entry (i, j) is r[|i - j|].
         lags = np.abs(np.subtract.outer(np.arange(order), np.arange(order)))
         rt = r[usable][:, lags]
-        rho[usable] = np.linalg.solve(rt, r[usable, 1:, None])[..., 0]
+        rhs = r[usable, 1:, None]
+        try:
+            rho[usable] = np.linalg.solve(rt, rhs)[..., 0]
+        except np.linalg.LinAlgError:
+            # A singular Toeplitz system (e.g. the residual of a constant series is pure
+            # rounding): solve voxel by voxel and leave those at 0; such voxels are the
+            # degenerate ones, whose statistics are zeroed anyway.
+            rho[usable] = [_solve_or_zero(a, b) for a, b in zip(rt, rhs, strict=True)]
     return rho
+
+
+def _solve_or_zero(matrix, rhs):
+    try:
+        return np.linalg.solve(matrix, rhs)[:, 0]
+    except np.linalg.LinAlgError:
+        return np.zeros(matrix.shape[0])
 
 
 def _one_blas_thread(function):

@@ -1,6 +1,7 @@
 """FitGLM: one run's GLM fit, to a fitted-model file."""
 
 import os
+import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -22,6 +23,9 @@ class _FitGLMInputSpec(FitOptionsInputSpec):
                                    desc="Gaussian smoothing FWHM in mm")
     target_affine = traits.Either(None, traits.List(traits.List(traits.Float)), default=None,
                                   usedefault=True, desc="resample the data to this affine")
+    spill = traits.Bool(True, usedefault=True,
+                        desc="keep the masked run in a temporary file on local disk (TMPDIR) "
+                             "while fitting, instead of in memory")
     target_shape = traits.Either(None, traits.List(traits.Int), default=None, usedefault=True,
                                  desc="resample the data to this shape")
 
@@ -50,6 +54,8 @@ class FitGLM(SimpleInterface):
             smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
             target_affine=None if affine is None else np.asarray(affine),
             target_shape=optional(self.inputs.target_shape),
+            # TMPDIR is local scratch on most clusters; the node folder may be on NFS.
+            spill_dir=tempfile.gettempdir() if self.inputs.spill else None,
         )
         sample_file = optional(self.inputs.sample_mask_file)
         design = check_design(load_design(self.inputs.design_file),
