@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate_data import SIZES  # noqa: E402
 
 CASES = Path(__file__).resolve().parent / "cases.py"
-PROPOSALS = Path(__file__).resolve().parent / "proposals.py"
 GENERATOR = Path(__file__).resolve().parent / "generate_data.py"
 TOOLS = ("nilearn", "facade", "wf-linear", "wf-multiproc")
 #: Which tools run with 4 runs (nilearn's 4-run fit is the long pole at mni2mm).
@@ -141,25 +140,17 @@ def run_size(name, args, data_root, log):
     data_json = Path(data_root) / name / f"files-{max(args.runs)}.json"
     files = json.loads(data_json.read_text())
     tools = [t for t in args.tools if t != "facade" or facade_available()]
-    if args.proposals:
-        tools += [f"{t}+p" for t in tools if t.startswith("wf-")]
     if "facade" in args.tools and "facade" not in tools:
         log("glmflow.model (the facade) is not available yet: skipping it.")
     rows = []
     for n_runs in args.runs:
-        run_tools = (tools if n_runs == 1
-                     else [t for t in tools if t.removesuffix("+p") in MULTI_RUN_TOOLS])
+        run_tools = tools if n_runs == 1 else [t for t in tools if t in MULTI_RUN_TOOLS]
         results = {tool: [] for tool in run_tools}
         for repeat in range(args.repeat):
             for tool in run_tools:
                 out = tempfile.mkdtemp(prefix=f"bench-{name}-{tool}-", dir=args.work)
-                case = [tool.removesuffix("+p"), str(data_json), out,
-                        "--runs", str(n_runs), "--noise-model", args.noise_model]
-                if tool.endswith("+p"):  # proposed changes patched in (proposals.py)
-                    cmd = [sys.executable, str(PROPOSALS), "--hash-cache", "--spill", "--",
-                           *case]
-                else:
-                    cmd = [sys.executable, str(CASES), *case]
+                cmd = [sys.executable, str(CASES), tool, str(data_json), out,
+                       "--runs", str(n_runs), "--noise-model", args.noise_model]
                 res = measure(cmd, env=dict(os.environ, NIPYPE_NO_ET="1"))
                 if res["returncode"] != 0:
                     log(f"FAILED {name} {tool} runs={n_runs}:\n{res['stderr'][-3000:]}")
@@ -232,8 +223,6 @@ def main(argv=None):
                         help="numbers of runs to benchmark (default: 1 and 4)")
     parser.add_argument("--repeat", type=int, default=1, help="measurements per tool")
     parser.add_argument("--noise-model", default="ar1")
-    parser.add_argument("--proposals", action="store_true",
-                        help="also run the workflow with proposals.py's changes ('+p')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(),
                                                        "glmflow-bench-data"),
