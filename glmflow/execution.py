@@ -348,6 +348,7 @@ class _RecordingMixin:
             reason=_reason_from_traceback(text),
             crash_file=crash_file,
             work_dir=_safe_output_dir(node),
+            inputs=_node_inputs(node),
             killed=killed,
         )
         self._describe_job(failure, taskid)
@@ -778,6 +779,7 @@ def _wait_for_graph(workflow, plugin, graph, started):
             log_files=logs,
             crash_file=crash,
             work_dir=_safe_output_dir(node),
+            inputs=_node_inputs(node),
             killed=crash is None,
         )
         failures.append(failure)
@@ -822,6 +824,21 @@ def _make_linear_plugin(plugin_args):
             self._status_callback = callback
 
     return GlmflowLinearPlugin(plugin_args=plugin_args)
+
+
+def _node_inputs(node, limit=200):
+    """The node's defined inputs as short text (what the failing step was given)."""
+    try:
+        values = node.inputs.get()
+    except Exception:  # noqa: BLE001 - a report must never fail on a broken node
+        return {}
+    shown = {}
+    for name, value in sorted(values.items()):
+        if name == "glmflow_version" or value is None or type(value).__name__ == "_Undefined":
+            continue
+        text = repr(value)
+        shown[name] = text if len(text) <= limit else text[: limit - 3] + "..."
+    return shown
 
 
 def _summarise(failures, plugin, exc):
@@ -903,6 +920,7 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
                     reason=_reason_from_traceback(text),
                     crash_file=crash,
                     work_dir=_safe_output_dir(node),
+                    inputs=_node_inputs(node),
                 )
             )
         if isinstance(exc, WorkflowError) and not failures:

@@ -36,6 +36,8 @@ class NodeFailure:
     killed : bool
         True when the job left the queue without writing a result (killed by the scheduler
         or a user, out of memory, out of time, node failure).
+    inputs : dict
+        The node's defined inputs, as short text.
     """
 
     node: str
@@ -46,6 +48,7 @@ class NodeFailure:
     crash_file: str | None = None
     work_dir: str | None = None
     killed: bool = False
+    inputs: dict = field(default_factory=dict)
 
     def describe(self, plugin=None):
         """One paragraph: node, job, reason, and the files to read."""
@@ -53,6 +56,8 @@ class NodeFailure:
         reason = self.reason.replace("\n", "\n    ")
         head = f"Node '{self.node}' failed{where}: {reason}"
         lines = [head]
+        if self.inputs:
+            lines.append("  inputs: " + ", ".join(f"{k}={v}" for k, v in self.inputs.items()))
         if self.job_state:
             lines.append(f"  scheduler state: {self.job_state}")
         if self.job_id:

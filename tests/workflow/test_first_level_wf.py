@@ -124,6 +124,7 @@ def test_missing_events_column_fails_early(study, tmp_path):
     study = {**study, "events": [str(bad), study["events"][1]]}
     text = _failure(study, tmp_path)
     assert "onset" in text and "bad_events.tsv" in text
+    assert "inputs: " in text and "events_file=" in text  # what the failing node was given
 
 
 def test_confounds_with_wrong_rows_fail_early(study, tmp_path):
