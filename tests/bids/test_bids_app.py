@@ -313,60 +313,21 @@ def _readme():
     return Path(__file__).resolve().parents[2] / "README.md"
 
 
-#: The README's "Embedding in a pipeline" example (README.md, after the marker
-#: ``<!-- glmflow-embedding-example -->``); the test runs the README's copy when it is there.
-EMBEDDING_EXAMPLE = '''
-from nipype.interfaces.utility import IdentityInterface
-from nipype.pipeline import engine as pe
-
-from glmflow.bids.layout import collect_runs
-from glmflow.execution import run_workflow
-from glmflow.workflows.bids import init_bids_first_level_wf
-
-# Events and BOLD sidecars (TR, slice timing) of the runs fMRIPrep processes
-runs = collect_runs(bids_dir, fmriprep_dir, participant_label="01", task="auditory")
-
-# Stands for fMRIPrep's own nodes: connect their preprocessed BOLD, brain mask and
-# confounds table instead
-fmriprep_outputs = pe.Node(IdentityInterface(fields=["bold", "mask", "confounds"]),
-                           name="fmriprep_outputs")
-fmriprep_outputs.inputs.bold = [str(r.bold) for r in runs]
-fmriprep_outputs.inputs.mask = [str(r.mask) for r in runs]
-fmriprep_outputs.inputs.confounds = [str(r.confounds) for r in runs]
-
-glm_wf = init_bids_first_level_wf(confounds="motion,wm_csf", output_dir=output_dir,
-                                  source_datasets=[bids_dir, fmriprep_dir])
-glm_wf.inputs.inputnode.events_files = [str(r.events) for r in runs]
-glm_wf.inputs.inputnode.metadata = [r.metadata for r in runs]
-# how to name the outputs (needed when the BOLD files do not have BIDS names)
-glm_wf.inputs.inputnode.entities = [{**r.entities, "space": r.space} for r in runs]
-
-pipeline = pe.Workflow(name="fmriprep_and_glm")
-pipeline.connect([
-    (fmriprep_outputs, glm_wf, [("bold", "inputnode.bold_files"),
-                                ("mask", "inputnode.mask_files"),
-                                ("confounds", "inputnode.confounds_files")]),
-])
-run_workflow(pipeline, plugin="MultiProc", plugin_args={"n_procs": 2}, base_dir=work_dir)
-'''
-
 MARKER = "<!-- glmflow-embedding-example -->"
 
 
 def _embedding_code():
-    readme = _readme()
-    if readme.is_file() and MARKER in readme.read_text():
-        text = readme.read_text().split(MARKER, 1)[1]
-        block = text.split("```python", 1)[1].split("```", 1)[0]
-        return block, "README.md"
-    return EMBEDDING_EXAMPLE, "tests/bids copy"
+    """The Python block after the marker in the README: the example users copy."""
+    text = _readme().read_text()
+    assert MARKER in text, "README.md lost its embedding example"
+    return text.split(MARKER, 1)[1].split("```python", 1)[1].split("```", 1)[0]
 
 
 def test_embedding_example_equals_the_command(auditory_tree, auditory_result, tmp_path):
     """The README example (MultiProc) writes the same files and numbers as the command."""
     cli_out, code, _ = auditory_result
     assert code == 0
-    code_text, _ = _embedding_code()
+    code_text = _embedding_code()
     output_dir = tmp_path / "embedded"
     namespace = {"bids_dir": str(auditory_tree["raw"]), "fmriprep_dir": str(auditory_tree["deriv"]),
                  "output_dir": str(output_dir), "work_dir": str(tmp_path / "work")}
