@@ -75,7 +75,7 @@ def _reference(files, tmp_path):
 
 def test_second_run_on_same_workdir_fails_clearly(files, tmp_path):
     base = tmp_path / "work"
-    first = _start(files, base, 6)
+    first = _start(files, base, 15)  # busy long enough for the second to start up
     _wait_for_lock(base, first.pid)
     second = _start(files, base, 0)
     _, err = second.communicate(timeout=120)
