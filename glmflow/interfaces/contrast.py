@@ -21,7 +21,9 @@ OUTPUTS = {
 }
 
 
-class _EstimateContrastInputSpec(GLMFlowInputSpec):
+class EstimateContrastInputSpec(GLMFlowInputSpec):
+    """Inputs of a contrast step (shared by the volume and surface interfaces)."""
+
     model_files = InputMultiObject(File(exists=True), mandatory=True,
                                    desc="fitted models of the runs (fixed effects across them)")
     contrast_name = traits.Str(mandatory=True, desc="name of the contrast (used in file names)")
@@ -46,7 +48,7 @@ class _EstimateContrastOutputSpec(TraitedSpec):
 class EstimateContrast(SimpleInterface):
     """Compute the five statistical maps of a contrast, nilearn's way."""
 
-    input_spec = _EstimateContrastInputSpec
+    input_spec = EstimateContrastInputSpec
     output_spec = _EstimateContrastOutputSpec
 
     def _run_interface(self, runtime):

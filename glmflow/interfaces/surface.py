@@ -11,6 +11,7 @@ import numpy as np
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
 from glmflow.interfaces.base import FitOptionsInputSpec, GLMFlowInputSpec, optional
+from glmflow.interfaces.contrast import EstimateContrastInputSpec
 
 #: Output field -> (nilearn output_type, file ``stat-`` label).
 OUTPUTS = {
@@ -168,16 +169,7 @@ class FitSurfaceGLM(SimpleInterface):
         return runtime
 
 
-class _EstimateSurfaceContrastInputSpec(GLMFlowInputSpec):
-    model_files = InputMultiObject(File(exists=True), mandatory=True,
-                                   desc="fitted surface/CIFTI models (fixed effects across runs)")
-    contrast_name = traits.Str(mandatory=True, desc="name of the contrast (used in file names)")
-    contrast_def = traits.Str(
-        mandatory=True,
-        desc="JSON: an expression string, a vector, a matrix, or a list with one per run",
-    )
-    stat_type = traits.Either(None, traits.Enum("t", "F"), default=None, usedefault=True,
-                              desc="'t' or 'F' (default: t for vectors, F for matrices)")
+class _EstimateSurfaceContrastInputSpec(EstimateContrastInputSpec):
     gifti_float32 = traits.Bool(
         False, usedefault=True,
         desc="write GIFTI maps in float32 (the GIFTI standard's float type, read by every "
