@@ -8,16 +8,13 @@ import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 
 from glmflow.core.data import load_masked_run
-from glmflow.core.design import load_design
-from glmflow.core.glm import chunk_size_for, fit_glm, save_model
-from glmflow.core.io import read_sample_mask, save_img
-from glmflow.core.validation import check_design, check_sample_mask
-from glmflow.interfaces.base import FitOptionsInputSpec, optional
+from glmflow.core.glm import fit_glm, save_model
+from glmflow.core.io import save_img
+from glmflow.interfaces.base import FitOptionsInputSpec, fit_arguments, optional
 
 
 class _FitGLMInputSpec(FitOptionsInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="the run (4D NIfTI)")
-    design_file = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_file = File(exists=True, mandatory=True, desc="analysis mask")
     smoothing_fwhm = traits.Either(None, traits.Float, default=None, usedefault=True,
                                    desc="Gaussian smoothing FWHM in mm")
@@ -57,28 +54,8 @@ class FitGLM(SimpleInterface):
             # TMPDIR is local scratch on most clusters; the node folder may be on NFS.
             spill_dir=tempfile.gettempdir() if self.inputs.spill else None,
         )
-        sample_file = optional(self.inputs.sample_mask_file)
-        design = check_design(load_design(self.inputs.design_file),
-                              source=self.inputs.design_file)
-        sample_mask = None
-        if sample_file is not None:
-            sample_mask = check_sample_mask(read_sample_mask(sample_file), n_scans=raw.shape[0],
-                                            source=sample_file, n_regressors=design.shape[1])
-        scaling = self.inputs.signal_scaling
-        model, outputs = fit_glm(
-            raw,
-            design,
-            mask_img=mask_img,
-            noise_model=self.inputs.noise_model,
-            t_r=optional(self.inputs.t_r),
-            signal_scaling=tuple(scaling) if isinstance(scaling, list) else scaling,
-            standardize=self.inputs.standardize,
-            sample_mask=sample_mask,
-            random_state=optional(self.inputs.random_state),
-            bins=self.inputs.bins,
-            chunk_size=chunk_size_for(raw.shape[0], self.inputs.chunk_mb),
-            keep_outputs=not self.inputs.minimize_memory,
-        )
+        design, options = fit_arguments(self.inputs, raw.shape[0])
+        model, outputs = fit_glm(raw, design, mask_img=mask_img, **options)
         del raw
         cwd = runtime.cwd
         self._results["model_file"] = save_model(model, os.path.join(cwd, "model.npz"))

@@ -10,7 +10,12 @@ import os
 import numpy as np
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
-from glmflow.interfaces.base import FitOptionsInputSpec, GLMFlowInputSpec, optional
+from glmflow.interfaces.base import (
+    FitOptionsInputSpec,
+    GLMFlowInputSpec,
+    fit_arguments,
+    optional,
+)
 from glmflow.interfaces.contrast import EstimateContrastInputSpec
 
 #: Output field -> (nilearn output_type, file ``stat-`` label).
@@ -88,7 +93,6 @@ class ComputeSurfaceMask(SimpleInterface):
 
 class _FitSurfaceGLMInputSpec(FitOptionsInputSpec):
     bold_file = InputMultiObject(File(exists=True), mandatory=True, desc=_RUN_DESC)
-    design_file = File(exists=True, mandatory=True, desc="design matrix TSV")
     mask_files = InputMultiObject(File(exists=True), mandatory=True,
                                   desc="mask from ComputeSurfaceMask")
     mesh = _mesh_input()
@@ -112,16 +116,13 @@ class FitSurfaceGLM(SimpleInterface):
     output_spec = _FitSurfaceGLMOutputSpec
 
     def _run_interface(self, runtime):
-        from glmflow.core.design import load_design
-        from glmflow.core.glm import chunk_size_for, fit_glm, save_model
-        from glmflow.core.io import read_sample_mask
+        from glmflow.core.glm import fit_glm, save_model
         from glmflow.core.surface import (
             load_mask,
             load_masked_surface_run,
             resolve_mesh,
             save_maps,
         )
-        from glmflow.core.validation import check_design, check_sample_mask
 
         geometry = load_mask(list(self.inputs.mask_files))
         mesh = optional(self.inputs.mesh)
@@ -130,29 +131,14 @@ class FitSurfaceGLM(SimpleInterface):
             smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
             mesh=None if mesh is None else resolve_mesh(mesh, mesh_type=self.inputs.mesh_type),
         )
-        design = check_design(load_design(self.inputs.design_file),
-                              source=self.inputs.design_file)
-        sample_file = optional(self.inputs.sample_mask_file)
-        sample_mask = None
-        if sample_file is not None:
-            sample_mask = check_sample_mask(read_sample_mask(sample_file), n_scans=raw.shape[0],
-                                            source=sample_file, n_regressors=design.shape[1])
-        scaling = self.inputs.signal_scaling
+        design, options = fit_arguments(self.inputs, raw.shape[0])
         model, outputs = fit_glm(
             raw,
             design,
             mask_img=geometry.mask,
             geometry=geometry.kind,
             geometry_info=geometry.to_info(),
-            noise_model=self.inputs.noise_model,
-            t_r=optional(self.inputs.t_r),
-            signal_scaling=tuple(scaling) if isinstance(scaling, list) else scaling,
-            standardize=self.inputs.standardize,
-            sample_mask=sample_mask,
-            random_state=optional(self.inputs.random_state),
-            bins=self.inputs.bins,
-            chunk_size=chunk_size_for(len(design), self.inputs.chunk_mb),
-            keep_outputs=not self.inputs.minimize_memory,
+            **options,
         )
         del raw
         cwd = runtime.cwd
