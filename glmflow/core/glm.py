@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as spl
-from nilearn.maskers import NiftiMasker
-from nilearn.signal import clean
 
 from glmflow.core.errors import DesignError, ModelFileError, ParameterError
 
@@ -155,24 +153,9 @@ class _Preprocessor:
         standardize_ = {False: None, True: "zscore_sample"}.get(standardize, standardize)
         if signal_scaling is not False:
             standardize_ = None  # as FirstLevelModel: scaling replaces standardisation
-        if not hasattr(mask_img, "affine"):
-            # Surface/CIFTI (1D mask): the masker only supplies clean()'s parameters, which
-            # are the same for nilearn's SurfaceMasker and do not depend on the mask.
-            import nibabel as nib
-
-            mask_img = nib.Nifti1Image(np.ones((1, 1, 1), np.int8), np.eye(4))
-        masker = NiftiMasker(mask_img=mask_img, t_r=t_r, standardize=standardize_).fit()
-        params = masker._get_masker_params(ignore=["mask_img", "mask_args", "mask_strategy"])
-        self.clean_kwargs = dict(
-            detrend=params["detrend"],
-            standardize=params["standardize"],
-            standardize_confounds=params["standardize_confounds"],
-            t_r=params["t_r"],
-            low_pass=params["low_pass"],
-            high_pass=params["high_pass"],
-            **masker.clean_args_,
-        )
         self.needs_clean = standardize_ is not None
+        self.clean_kwargs = self._clean_arguments(mask_img, t_r, standardize_) if (
+            self.needs_clean) else None
         self.global_mean = None
         if signal_scaling in ((0, 1), [0, 1]):
             # Means over the whole run need it whole (a disk-spilled run is read in full).
@@ -182,9 +165,35 @@ class _Preprocessor:
             kept = np.asarray(raw) if self.sample_mask is None else raw[self.sample_mask]
             self.volume_mean = np.maximum(kept.mean(axis=1), 1)[:, None]
 
+    @staticmethod
+    def _clean_arguments(mask_img, t_r, standardize):
+        """``nilearn.signal.clean``'s arguments as ``NiftiMasker(t_r, standardize)`` passes them."""
+        # nilearn is imported here only: the default fit (no standardisation) never needs it.
+        from nilearn.maskers import NiftiMasker
+
+        if not hasattr(mask_img, "affine"):
+            # Surface/CIFTI (1D mask): the masker only supplies clean()'s parameters, which
+            # are the same for nilearn's SurfaceMasker and do not depend on the mask.
+            import nibabel as nib
+
+            mask_img = nib.Nifti1Image(np.ones((1, 1, 1), np.int8), np.eye(4))
+        masker = NiftiMasker(mask_img=mask_img, t_r=t_r, standardize=standardize).fit()
+        params = masker._get_masker_params(ignore=["mask_img", "mask_args", "mask_strategy"])
+        return dict(
+            detrend=params["detrend"],
+            standardize=params["standardize"],
+            standardize_confounds=params["standardize_confounds"],
+            t_r=params["t_r"],
+            low_pass=params["low_pass"],
+            high_pass=params["high_pass"],
+            **masker.clean_args_,
+        )
+
     def __call__(self, columns):
         chunk = self.raw[:, columns]
         if self.needs_clean:
+            from nilearn.signal import clean
+
             chunk = clean(chunk, confounds=None, sample_mask=self.sample_mask, **self.clean_kwargs)
         elif self.sample_mask is not None:
             chunk = chunk[self.sample_mask]
@@ -203,6 +212,21 @@ class _Preprocessor:
 def _chunks(n_voxels, size):
     for start in range(0, n_voxels, size):
         yield slice(start, min(start + size, n_voxels))
+
+
+def _map_chunks(function, chunks, n_threads=1):
+    """``[function(cols) for cols in chunks]``, on ``n_threads`` threads, results in order.
+
+    Chunks are independent (each writes its own voxels' columns), and NumPy and BLAS
+    release the GIL on arrays this size, so threads scale. Each chunk's arithmetic is the
+    same whichever thread runs it: the results do not depend on ``n_threads``.
+    """
+    if n_threads <= 1 or len(chunks) < 2:
+        return [function(cols) for cols in chunks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
+        return list(pool.map(function, chunks))
 
 
 def _ols_parts(design):
@@ -314,6 +338,7 @@ def fit_glm(
     keep_outputs=False,
     geometry="volume",
     geometry_info=None,
+    n_threads=1,
 ):
     """Fit the GLM of one run.
 
@@ -340,6 +365,9 @@ def fit_glm(
     geometry, geometry_info : optional
         Stored in the model: ``"volume"`` (default), ``"surface"`` or ``"cifti"`` and its
         JSON-able description (:meth:`glmflow.core.surface.SurfaceGeometry.to_info`).
+    n_threads : int, default=1
+        Chunks of voxels processed at once, one thread each (BLAS itself stays on one
+        thread). The results are identical for any value.
 
     Returns
     -------
@@ -366,6 +394,7 @@ def fit_glm(
     n_voxels = raw.shape[1]
     # A run spilled to disk is read back in its own blocks (one contiguous read each).
     size = getattr(raw, "block_size", None) or chunk_size or chunk_size_for(n_scans)
+    chunks = list(_chunks(n_voxels, size))
     prepare = _Preprocessor(
         raw,
         mask_img=mask_img,
@@ -397,17 +426,21 @@ def fit_glm(
         label_index = np.zeros(n_voxels, np.int32)
         labels = ["0.0"]
         label_cov = ols_cov[None]
-        for cols in _chunks(n_voxels, size):
+
+        def fit_chunk(cols):
             chunk = load(cols, first=True)
             beta = calc_beta @ chunk
             _store(cols, chunk, chunk, X, X, beta, betas, dispersion, outputs, dof)
+
+        _map_chunks(fit_chunk, chunks, n_threads)
     elif order == 1:
         # Two passes: the global residual mean (nilearn subtracts it before Yule-Walker),
         # then per chunk OLS residuals -> AR(1) coefficient -> bin -> whitened refit.
-        mean = _residual_mean(load, X, calc_beta, n_voxels, size)
+        mean = _residual_mean(load, X, calc_beta, chunks, n_threads)
         binned = np.empty(n_voxels)
         groups = _GroupCache(X)
-        for cols in _chunks(n_voxels, size):
+
+        def fit_chunk(cols):
             chunk = load(cols)
             resid = np.dot(X, np.dot(calc_beta, chunk))
             np.subtract(chunk, resid, out=resid)
@@ -417,19 +450,24 @@ def fit_glm(
             values = (rho * bins).astype(int) * 1.0 / bins  # nilearn's truncation
             binned[cols] = values
             _fit_groups(cols, chunk, values, groups.get, X, betas, dispersion, outputs, dof)
+
+        _map_chunks(fit_chunk, chunks, n_threads)
         values, label_index = np.unique(binned, return_inverse=True)
         # nilearn sorts labels as strings; the order does not change any result.
         labels = [str(v) for v in values]
         label_cov = np.stack([groups.get(v)[1] for v in values])
     else:
-        rho = _ar_coefficients(load, X, calc_beta, order, n_voxels, size, degenerate)
+        rho = _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads)
         label_index, labels, label_rho = _group_voxels(rho, order, bins, random_state)
         del rho
         groups = _GroupCache(X, label_rho)
         label_cov = np.stack([groups.get(g)[1] for g in range(len(labels))])
-        for cols in _chunks(n_voxels, size):
+
+        def fit_chunk(cols):
             _fit_groups(cols, load(cols), label_index[cols], groups.get, X, betas, dispersion,
                         outputs, dof, rho=label_rho)
+
+        _map_chunks(fit_chunk, chunks, n_threads)
 
     betas[:, degenerate] = 0.0
     dispersion[degenerate] = 0.0
@@ -574,23 +612,25 @@ def _store(cols, data, white, X, white_design, beta, betas, dispersion, outputs,
         outputs.r_square[cols] = np.var(white_design @ beta, 0) / np.var(white, 0)
 
 
-def _residual_mean(load, X, calc_beta, n_voxels, size):
+def _residual_mean(load, X, calc_beta, chunks, n_threads=1):
     """Mean of all OLS residuals (every voxel and scan) from one pass over the data.
 
     The residuals' sum over voxels is linear in the data, ``(I - X X^+) sum_v y_v``, so
     the mean needs only the per-scan sums of the data. This is the first pass (it flags
     degenerate voxels). The mean only moves AR(1) coefficients by rounding, far below the
-    ``1/bins`` grid they are truncated onto.
+    ``1/bins`` grid they are truncated onto. The chunks' sums are added in chunk order
+    whatever the number of threads, so the mean does not depend on it.
     """
     n_scans = X.shape[0]
+    n_voxels = chunks[-1].stop if chunks else 0
     scan_sums = np.zeros(n_scans)
-    for cols in _chunks(n_voxels, size):
-        scan_sums += load(cols, first=True).sum(axis=1)
+    for sums in _map_chunks(lambda cols: load(cols, first=True).sum(axis=1), chunks, n_threads):
+        scan_sums += sums
     resid_sum = scan_sums - X @ (calc_beta @ scan_sums)
     return resid_sum.sum() / (n_scans * n_voxels)
 
 
-def _ar_coefficients(load, X, calc_beta, order, n_voxels, size, degenerate):
+def _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads=1):
     """Per-voxel Yule-Walker AR(p) coefficients of the OLS residuals (nilearn's rule).
 
     nilearn subtracts the mean of *all* residuals (every voxel and scan) first. K-means
@@ -599,22 +639,31 @@ def _ar_coefficients(load, X, calc_beta, order, n_voxels, size, degenerate):
     beyond that the mean comes from per-scan sums (:func:`_residual_mean`).
     """
     n_scans = X.shape[0]
+    n_voxels = degenerate.shape[0]
     rho = np.zeros((n_voxels, order))
     if n_scans * n_voxels * 8 <= EXACT_MEAN_MAX_BYTES:
         resid = np.empty((n_scans, n_voxels))
-        for cols in _chunks(n_voxels, size):
+
+        def residuals(cols):
             chunk = load(cols, first=True)
             resid[:, cols] = chunk - np.dot(X, np.dot(calc_beta, chunk))
-        mean = resid.T.mean()
-        for cols in _chunks(n_voxels, size):
+
+        def coefficients(cols):
             rho[cols] = _yule_walker(resid[:, cols].T, order, mean)
+
+        _map_chunks(residuals, chunks, n_threads)
+        mean = resid.T.mean()
+        _map_chunks(coefficients, chunks, n_threads)
         del resid
     else:
-        mean = _residual_mean(load, X, calc_beta, n_voxels, size)
-        for cols in _chunks(n_voxels, size):
+        mean = _residual_mean(load, X, calc_beta, chunks, n_threads)
+
+        def coefficients(cols):
             chunk = load(cols)
             resid = chunk - np.dot(X, np.dot(calc_beta, chunk))
             rho[cols] = _yule_walker(resid.T, order, mean)
+
+        _map_chunks(coefficients, chunks, n_threads)
     rho[degenerate] = 0.0
     return rho
 

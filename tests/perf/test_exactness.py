@@ -166,3 +166,55 @@ def test_large_run_mean_path_equals_nilearn(runs, noise_model, monkeypatch):
         for key, value in expected[name].items():
             value = np.asarray(value, float).reshape(-1)
             assert np.max(np.abs(got[name][key] - value)) < TOL, (noise_model, name, key)
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1", "ar2"])
+@pytest.mark.parametrize("spill", [False, True], ids=["in-memory", "spilled"])
+def test_threads_do_not_change_the_fit(runs, noise_model, spill, tmp_path):
+    """Chunks fitted on 3 threads give the very same model (and outputs) as on one."""
+    bold, design, mask_img = runs[0]
+    raw = load_masked_run(bold, mask_img, spill_dir=tmp_path if spill else None,
+                          block_size=37)
+    fits = [fit_glm(raw, design, mask_img=mask_img, noise_model=noise_model, t_r=T_R,
+                    random_state=0, chunk_size=37, keep_outputs=True, n_threads=n)
+            for n in (1, 3)]
+    (one, one_out), (three, three_out) = fits
+    for name in ("betas", "dispersion", "label_index", "label_cov", "degenerate"):
+        assert np.array_equal(getattr(one, name), getattr(three, name)), name
+    assert one.labels == three.labels
+    for name in ("residuals", "predicted", "r_square"):
+        assert np.array_equal(getattr(one_out, name), getattr(three_out, name)), name
+
+
+def test_read_ahead_stops_cleanly_and_reports_truncation(runs, tmp_path):
+    """The background reader yields every volume exactly, stops when the caller stops,
+    and a truncated file raises in the caller's thread, naming the file."""
+    import threading
+
+    from glmflow.core.data import _raw_volumes
+    from glmflow.core.errors import InputFileError
+
+    bold = nib.load(runs[0][0])
+    expected = np.asanyarray(bold.dataobj)
+    volumes = [v.copy() for v in _raw_volumes(bold, reuse=True)]
+    assert len(volumes) == N_SCANS
+    for index in (0, 1, N_SCANS - 1):
+        assert np.array_equal(volumes[index].reshape(SHAPE, order="F"), expected[..., index])
+    fresh = list(_raw_volumes(bold))  # without reuse every volume keeps its own memory
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, volumes, strict=True))
+
+    before = threading.active_count()
+    stream = _raw_volumes(bold, reuse=True)
+    next(stream)
+    stream.close()  # stopping early joins the reader thread
+    assert threading.active_count() == before
+
+    data = open(runs[0][0], "rb").read()
+    import gzip
+
+    raw = gzip.decompress(data)
+    short = tmp_path / "short.nii"
+    short.write_bytes(raw[: len(raw) - 1000])
+    with pytest.raises(InputFileError, match="short.nii is truncated"):
+        load_masked_run(short, runs[0][2])
+    assert threading.active_count() == before
