@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -78,30 +80,56 @@ def _is_streamable(img):
     )
 
 
-def _raw_volumes(img, buffer=None):
+#: Volumes decompressed ahead of the one being masked.
+READ_AHEAD = 3
+
+
+def _raw_volumes(img, reuse=False):
     """Yield each volume's stored values, a flat array in file (Fortran) order.
 
-    With ``buffer`` (a writable ``bytearray`` of one volume) the same memory is reused for
-    every volume, so a yielded array is only valid until the next one.
+    The file is read (and decompressed) in a background thread, up to
+    :data:`READ_AHEAD` volumes ahead: decompression releases the GIL, so it runs while
+    the caller masks the previous volume. With ``reuse`` the same few buffers are cycled,
+    so a yielded array is only valid until the next one is requested.
     """
     proxy = img.dataobj
-    n_vols = img.shape[3]
-    dtype = proxy.dtype
+    filename, n_vols, dtype = img.get_filename(), img.shape[3], proxy.dtype
     n_bytes = int(np.prod(img.shape[:3])) * dtype.itemsize
-    with open_stream(img.get_filename()) as fobj:
-        fobj.seek(proxy.offset)
+    free, ready, stop = queue.Queue(), queue.Queue(), threading.Event()
+    for _ in range(READ_AHEAD):
+        free.put(bytearray(n_bytes) if reuse else None)
+
+    def produce():
+        try:
+            with open_stream(filename) as fobj:
+                fobj.seek(proxy.offset)
+                for index in range(n_vols):
+                    buffer = free.get()
+                    if stop.is_set():
+                        return
+                    buffer = bytearray(n_bytes) if buffer is None else buffer
+                    if _read_into(fobj, memoryview(buffer)) != n_bytes:
+                        raise InputFileError(
+                            f"{filename} is truncated: volume {index} of {n_vols} is "
+                            "incomplete."
+                        )
+                    ready.put(buffer)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            ready.put(exc)
+
+    reader = threading.Thread(target=produce, name="glmflow-read", daemon=True)
+    reader.start()
+    try:
         for index in range(n_vols):
-            if buffer is None:
-                data = fobj.read(n_bytes)
-                n_read = len(data)
-            else:
-                data = buffer
-                n_read = _read_into(fobj, memoryview(buffer))
-            if n_read != n_bytes:
-                raise InputFileError(
-                    f"{img.get_filename()} is truncated: volume {index} of {n_vols} is incomplete."
-                )
-            yield np.frombuffer(data, dtype)
+            item = ready.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield np.frombuffer(item, dtype)
+            free.put(item if reuse else None)  # the caller is done with this volume
+    finally:
+        stop.set()
+        free.put(None)  # wakes the reader if it waits for a buffer
+        reader.join()
 
 
 def _read_into(fobj, view):
@@ -227,13 +255,12 @@ def _spill_masked_stream(img, mask, spill_dir, block_size):
     positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
     n_scans, n_voxels = img.shape[3], positions.size
     block = int(block_size or chunk_size_for(n_scans))
-    n_bytes = int(np.prod(img.shape[:3])) * img.dataobj.dtype.itemsize
     fd, path = tempfile.mkstemp(prefix="glmflow-run-", suffix=".f", dir=spill_dir)
     try:
         group = buffer = None
         dtype = None
         filled = first_row = 0
-        for index, raw in enumerate(_raw_volumes(img, bytearray(n_bytes))):
+        for index, raw in enumerate(_raw_volumes(img, reuse=True)):
             values = apply_read_scaling(raw.take(positions), slope, inter)
             if buffer is None:
                 dtype = _float_dtype(values.dtype)
@@ -275,9 +302,8 @@ def _load_masked_stream(img, mask):
     """
     slope, inter = _scale_factors(img.dataobj)
     positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
-    n_bytes = int(np.prod(img.shape[:3])) * img.dataobj.dtype.itemsize
     out = None
-    for index, raw in enumerate(_raw_volumes(img, bytearray(n_bytes))):
+    for index, raw in enumerate(_raw_volumes(img, reuse=True)):
         values = apply_read_scaling(raw.take(positions), slope, inter)
         if out is None:
             out = np.empty((img.shape[3], positions.size), dtype=_float_dtype(values.dtype))
