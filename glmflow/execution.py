@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import math
 import os
 import pwd
@@ -28,6 +29,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback as tb_module
 from dataclasses import dataclass
@@ -58,34 +60,120 @@ BASE_MEM_GB = 0.3
 
 
 # --------------------------------------------------------------------------- environment
+#: Digests of input files per version: {(path, size, mtime, ctime, inode, device, hash): hex}.
+_FILE_HASHES = {}
+#: Versions being hashed right now: {key: Event set when done}.
+_HASHING = {}
+_HASH_LOCK = threading.Lock()
+
+
+def _reset_hashing_after_fork():
+    # A forked MultiProc worker has no hashing thread: forget its pending work and lock.
+    global _HASH_LOCK
+    _HASH_LOCK = threading.Lock()
+    _HASHING.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_hashing_after_fork)
+
+
+def _file_key(path, crypto):
+    st = os.stat(path)
+    # The change time cannot be set back (unlike the modification time): any write moves it.
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+            st.st_dev, crypto)
+
+
+def _hash_file(path, crypto, chunk_bytes=2**20):
+    """Hex digest of a file's content (hashlib releases the GIL while it digests)."""
+    digest = crypto()
+    buffer = bytearray(chunk_bytes)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fobj:
+        while n_read := fobj.readinto(buffer):
+            digest.update(view[:n_read])
+    return digest.hexdigest()
+
+
+def file_digest(path, crypto=hashlib.md5):
+    """The content digest of ``path``, computed once per file version in this process.
+
+    The digest is Nipype's (``hash_infile``: MD5 of the content), so batch jobs, which
+    hash with Nipype's own function, agree with the submitting process. The key holds
+    the size, modification and change times, inode and device, so a changed file (even
+    one rewritten in place with its old time stamp) is hashed anew; an unchanged one is read once however many nodes take it.
+    A caller asking for a version another thread is hashing waits for that result.
+    """
+    key = _file_key(path, crypto)
+    while True:
+        with _HASH_LOCK:
+            if key in _FILE_HASHES:
+                return _FILE_HASHES[key]
+            running = _HASHING.get(key)
+            if running is None:
+                running = _HASHING[key] = threading.Event()
+                break
+        running.wait()  # then read the result, or hash it here if that attempt failed
+    try:
+        digest = _hash_file(path, crypto)
+        with _HASH_LOCK:
+            _FILE_HASHES[key] = digest
+        return digest
+    finally:
+        with _HASH_LOCK:
+            _HASHING.pop(key, None)
+        running.set()
+
+
+def prefetch_digests(paths):
+    """Hash ``paths`` in a background thread (the engine will ask for them later).
+
+    Nipype hashes a node's input files only when it reaches the node; starting early lets
+    the hashing of the BOLD runs overlap with everything before the fit. Returns the
+    thread (already started).
+    """
+    def work():
+        for path in paths:
+            with contextlib.suppress(OSError):
+                file_digest(path)
+
+    thread = threading.Thread(target=work, name="glmflow-hash", daemon=True)
+    thread.start()
+    return thread
+
+
+def hash_infile_original(afile, chunk_len=8192, crypto=hashlib.md5, raise_notfound=False):
+    """Nipype's own ``hash_infile`` (before :func:`_install_hash_cache` replaces it)."""
+    from nipype.utils import filemanip
+
+    function = getattr(filemanip.hash_infile, "_glmflow_original", filemanip.hash_infile)
+    return function(afile, chunk_len, crypto, raise_notfound)
+
+
 def _install_hash_cache():
-    """Memoise Nipype's file hashing per (path, size, mtime, inode) within this process.
+    """Replace Nipype's content hashing of input files by :func:`file_digest`.
 
     With content hashing Nipype reads every input file again for each node that takes it
-    (about 18 full reads of the BOLD file per run); the key changes whenever the file does,
-    so a changed input is always hashed anew.
+    (about 18 full reads of the BOLD file per run). :func:`file_digest` gives the same
+    digest from one read per file version (and :func:`prefetch_digests` can compute it
+    ahead); the key changes whenever the file does, so a changed input is hashed anew.
     """
-    import hashlib
-
     from nipype.interfaces.base import specs, support
     from nipype.utils import filemanip
 
     if getattr(filemanip.hash_infile, "_glmflow", False):
         return
-    original, cache = filemanip.hash_infile, {}
+    original = filemanip.hash_infile
 
     def hash_infile(afile, chunk_len=8192, crypto=hashlib.md5, raise_notfound=False):
         try:
-            st = os.stat(afile)
+            return file_digest(afile, crypto)
         except OSError:
             return original(afile, chunk_len, crypto, raise_notfound)
-        key = (os.path.realpath(afile), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev,
-               crypto)
-        if key not in cache:
-            cache[key] = original(afile, chunk_len, crypto, raise_notfound)
-        return cache[key]
 
     hash_infile._glmflow = True
+    hash_infile._glmflow_original = filemanip.hash_infile
     filemanip.hash_infile = specs.hash_infile = support.hash_infile = hash_infile
 
 
@@ -248,6 +336,46 @@ def apply_node_resources(workflow, bold_files):
         node.n_procs = res.n_procs
         applied[node.fullname] = res
     return applied
+
+
+#: Interfaces whose voxel chunks can be fitted on several threads (``num_threads``).
+FIT_INTERFACES = ("FitGLM", "FitSurfaceGLM")
+
+
+def available_cores():
+    """CPUs this process may run on (its affinity mask, e.g. a batch job's allocation)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def fit_threads_for(plugin, plugin_args, n_fits):
+    """Threads each fit uses by default, so that the fits together fill the machine.
+
+    Linear runs one node at a time: each fit uses every core, as BLAS would. MultiProc
+    shares its ``n_procs`` among the runs fitted at once (a single run gets them all,
+    four runs on two processes get one each). Batch jobs use one thread, so they ask the
+    scheduler for one cpu. ``plugin_args["fit_threads"]`` overrides all of these.
+    """
+    if plugin_args.get("fit_threads") is not None:
+        threads = plugin_args["fit_threads"]
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ParameterError(
+                f"plugin_args['fit_threads'] must be a positive integer; got {threads!r}.")
+        return threads
+    if plugin == "Linear":
+        return available_cores()
+    if plugin == "MultiProc":
+        n_procs = int(plugin_args.get("n_procs") or available_cores())
+        return max(1, n_procs // max(1, n_fits))
+    return 1
+
+
+def apply_fit_threads(workflow, n_threads):
+    """Set ``n_procs`` (hence the interface's ``num_threads``) of the workflow's fit nodes."""
+    for node in _all_nodes(workflow):
+        if type(node.interface).__name__ in FIT_INTERFACES:
+            node.n_procs = n_threads
 
 
 def _bold_files_of(workflow):
@@ -872,7 +1000,9 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
         (default True: add each node's ``--mem``/``--cpus-per-task`` or ``-l mem_free``/``-pe``
         unless the arguments already request memory/cpus), ``sge_memory_resource``
         (default ``"mem_free"``; e.g. ``"h_vmem"`` where that complex is consumable) and
-        ``sge_pe`` (default ``"smp"``, used only for nodes with ``n_procs > 1``).
+        ``sge_pe`` (default ``"smp"``, used only for nodes with ``n_procs > 1``); for all
+        plugins, ``fit_threads``: threads per GLM fit (default: see
+        :func:`fit_threads_for`; the results do not depend on it).
     base_dir : str or Path, optional
         Where Nipype keeps its working directories (the cache).
 
@@ -890,7 +1020,12 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
     plugin_args = dict(plugin_args or {})
     bold_files = _bold_files_of(workflow)
     if bold_files:
+        prefetch_digests(bold_files)
         apply_node_resources(workflow, bold_files)
+    n_fits = len(bold_files) if bold_files else sum(
+        1 for node in _all_nodes(workflow) if type(node.interface).__name__ in FIT_INTERFACES)
+    apply_fit_threads(workflow, fit_threads_for(plugin, plugin_args, n_fits))
+    plugin_args.pop("fit_threads", None)
 
     runner = _make_plugin(plugin, plugin_args)
     started = time.time()

@@ -34,6 +34,10 @@ class FitOptionsInputSpec(GLMFlowInputSpec):
     minimize_memory = traits.Bool(True, usedefault=True,
                                   desc="if False, also write residuals, predicted and R-square")
     chunk_mb = traits.Float(128.0, usedefault=True, desc="working memory per voxel chunk (MB)")
+    # Not part of the cache key: the fit is identical for any number of threads. Nipype
+    # sets it from the node's n_procs, which is what MultiProc and the schedulers reserve.
+    num_threads = traits.Int(1, usedefault=True, nohash=True,
+                             desc="threads fitting voxel chunks at once")
 
 
 def optional(value):
@@ -81,4 +85,5 @@ def fit_arguments(inputs, n_scans):
         "bins": inputs.bins,
         "chunk_size": chunk_size_for(n_scans, inputs.chunk_mb),
         "keep_outputs": not inputs.minimize_memory,
+        "n_threads": max(1, int(inputs.num_threads)),
     }

@@ -257,3 +257,94 @@ def test_resource_estimates_cover_the_measured_peak(tmp_path):
     measured["FitGLM"] = peak("FitGLM", str(design), str(mask))
     for kind, gib in measured.items():
         assert gib <= estimates[kind].mem_gb <= 2.5 * gib + 0.2, (kind, gib, estimates[kind])
+
+
+def test_file_digest_is_nipypes_hash_once_per_file_version(tmp_path, monkeypatch):
+    """The memoised digest equals Nipype's own ``hash_infile`` (so batch jobs, which use
+    Nipype's, agree), is computed once for concurrent callers, and anew after an edit
+    (even one that restores the modification time)."""
+    import threading
+
+    import glmflow.execution as execution
+
+    path = tmp_path / "bold.nii.gz"
+    path.write_bytes(os.urandom(3 * 2**20 + 17))
+    original = execution.hash_infile_original  # Nipype's, even once glmflow's is installed
+    assert execution.file_digest(str(path)) == original(str(path))
+
+    calls = []
+    real = execution._hash_file
+    gate = threading.Event()
+
+    def slow_hash(*args, **kwargs):
+        calls.append(args[0])
+        gate.wait(5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "_hash_file", slow_hash)
+    fresh = tmp_path / "fresh.nii.gz"
+    fresh.write_bytes(os.urandom(2**20))
+    results = []
+    workers = [threading.Thread(target=lambda: results.append(execution.file_digest(str(fresh))))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    gate.set()
+    for worker in workers:
+        worker.join(10)
+    assert len(calls) == 1 and len(set(results)) == 1 and len(results) == 4
+
+    stat = fresh.stat()
+    fresh.write_bytes(os.urandom(2**20))  # same size, new content...
+    os.utime(fresh, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...and the old time stamp
+    assert execution.file_digest(str(fresh)) == original(str(fresh)) != results[0]
+
+
+def test_file_digest_survives_fork_while_hashing(tmp_path, monkeypatch):
+    """A process forked while a background thread hashes (MultiProc forks its workers)
+    does not wait for that thread, which does not exist in the child."""
+    import threading
+
+    import glmflow.execution as execution
+
+    path = tmp_path / "bold.nii.gz"
+    path.write_bytes(os.urandom(2**20))
+    gate = threading.Event()
+    real = execution._hash_file
+    monkeypatch.setattr(execution, "_hash_file",
+                        lambda *a, **k: (gate.wait(10), real(*a, **k))[1])
+    thread = execution.prefetch_digests([str(path)])
+    pid = os.fork()
+    if pid == 0:  # child: must hash by itself, at once
+        monkeypatch.setattr(execution, "_hash_file", real)
+        os._exit(0 if execution.file_digest(str(path)) else 1)
+    _, status = os.waitpid(pid, 0)
+    gate.set()
+    thread.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize(("plugin", "plugin_args", "n_fits", "expected"), [
+    ("Linear", {}, 3, "cores"),
+    ("MultiProc", {"n_procs": 2}, 1, 2),
+    ("MultiProc", {"n_procs": 2}, 4, 1),
+    ("MultiProc", {"n_procs": 8}, 3, 2),
+    ("SLURM", {}, 1, 1),
+    ("SGE", {"fit_threads": 4}, 1, 4),
+    ("Linear", {"fit_threads": 1}, 1, 1),
+])
+def test_fit_threads_fill_the_machine(plugin, plugin_args, n_fits, expected):
+    from glmflow.execution import available_cores, fit_threads_for
+
+    if expected == "cores":
+        expected = available_cores()
+    assert fit_threads_for(plugin, plugin_args, n_fits) == expected
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_fit_threads_must_be_a_positive_integer(bad):
+    from glmflow.core.errors import ParameterError
+    from glmflow.execution import fit_threads_for
+
+    with pytest.raises(ParameterError, match="fit_threads"):
+        fit_threads_for("Linear", {"fit_threads": bad}, 1)
