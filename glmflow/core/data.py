@@ -120,7 +120,7 @@ def _raw_volumes(img, reuse=False):
     reader = threading.Thread(target=produce, name="glmflow-read", daemon=True)
     reader.start()
     try:
-        for index in range(n_vols):
+        for _ in range(n_vols):
             item = ready.get()
             if isinstance(item, BaseException):
                 raise item
