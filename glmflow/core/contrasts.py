@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-import scipy.stats as sps
+from scipy import special
 from scipy.linalg import sqrtm
 
 from glmflow.core.errors import ContrastError
@@ -242,12 +242,12 @@ def _statistics(effect, variance, dim, dof, stat_type):
     dof_ = np.minimum(dof, DOFMAX)
     if stat_type == "F":
         stat = np.sum(effect**2, 0) / dim / np.maximum(variance, TINY)
-        p_value = sps.f.sf(stat, dim, dof_)
-        one_minus = sps.f.cdf(stat, dim, dof_)
+        p_value = f_sf(stat, dim, dof_)
+        one_minus = f_cdf(stat, dim, dof_)
     else:
         stat = effect / np.sqrt(np.maximum(variance, TINY))
-        p_value = sps.t.sf(stat, dof_)
-        one_minus = sps.t.cdf(stat, dof_)
+        p_value = t_sf(stat, dof_)
+        one_minus = t_cdf(stat, dof_)
     stat = stat.ravel()
     z = _z_score(p_value, one_minus)
     return {
@@ -263,6 +263,39 @@ def _z_score(p_value, one_minus_pvalue):
     """nilearn's ``z_score``: the more precise of the two tails."""
     p_value = np.clip(p_value, 1.0e-300, 1.0 - 1.0e-16)
     one_minus_pvalue = np.clip(one_minus_pvalue, 1.0e-300, 1.0 - 1.0e-16)
-    z_sf = sps.norm.isf(p_value)
-    z_cdf = sps.norm.ppf(one_minus_pvalue)
+    z_sf = -special.ndtri(p_value)  # scipy.stats.norm.isf on (0, 1), which the clip ensures
+    z_cdf = special.ndtri(one_minus_pvalue)  # norm.ppf
     return np.where(z_sf < 0, z_cdf, z_sf)
+
+
+# scipy.stats' t and F tail functions, computed by the same scipy.special functions but
+# without importing scipy.stats (0.4 s of every contrast job). scipy.stats evaluates the
+# special function on the open support and fills the rest: 1 or 0 at and beyond the
+# bounds, NaN for NaN; these do the same, so the values are identical (a test checks it).
+def _on_support(x, lower, inside, below, above):
+    x = np.asarray(x, dtype=np.promote_types(np.asarray(x).dtype, np.float64))
+    out = np.asarray(inside(x), dtype=x.dtype).copy()
+    out[x <= lower] = below
+    out[x == np.inf] = above
+    out[np.isnan(x)] = np.nan
+    return out
+
+
+def t_sf(x, df):
+    """``scipy.stats.t.sf(x, df)``."""
+    return _on_support(x, -np.inf, lambda v: special.stdtr(df, -v), 1.0, 0.0)
+
+
+def t_cdf(x, df):
+    """``scipy.stats.t.cdf(x, df)``."""
+    return _on_support(x, -np.inf, lambda v: special.stdtr(df, v), 0.0, 1.0)
+
+
+def f_sf(x, dfn, dfd):
+    """``scipy.stats.f.sf(x, dfn, dfd)``."""
+    return _on_support(x, 0.0, lambda v: special.fdtrc(dfn, dfd, v), 1.0, 0.0)
+
+
+def f_cdf(x, dfn, dfd):
+    """``scipy.stats.f.cdf(x, dfn, dfd)``."""
+    return _on_support(x, 0.0, lambda v: special.fdtr(dfn, dfd, v), 0.0, 1.0)
