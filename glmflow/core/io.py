@@ -20,6 +20,11 @@ import pandas as pd
 
 from glmflow.core.errors import InputFileError, OutputError
 
+try:  # optional: ISA-L gzip compresses ~5x faster than zlib
+    from isal import igzip as _igzip
+except ImportError:  # pragma: no cover - depends on the environment
+    _igzip = None
+
 #: The ``stat-`` labels of the five contrast outputs, keyed by nilearn's output_type.
 STAT_LABELS = {
     "effect_size": "effect",
@@ -82,9 +87,23 @@ def atomic_path(path, *, overwrite=True):
 
 
 def save_img(img, path, *, overwrite=True):
-    """Write a nibabel image atomically and return the path as a string."""
+    """Write a nibabel image atomically and return the path as a string.
+
+    NIfTI ``.nii.gz`` files are compressed with ISA-L when ``python-isal`` is installed
+    (about 5x faster than zlib, at the same level and a similar size as nibabel's
+    level 1), with nibabel's deterministic gzip header: no file name, time stamp 0, so
+    a rerun writes the same bytes.
+    """
     with atomic_path(path, overwrite=overwrite) as tmp:
-        nib.save(img, tmp)
+        if _igzip is not None and str(path).endswith(".nii.gz") and isinstance(
+            img, (nib.Nifti1Image, nib.Nifti2Image)
+        ):
+            with open(tmp, "wb") as raw, _igzip.IGzipFile(
+                filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0
+            ) as fobj:
+                img.to_file_map(img.make_file_map({"image": fobj}))
+        else:
+            nib.save(img, tmp)
     return str(path)
 
 
