@@ -21,10 +21,6 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 from nibabel.volumeutils import apply_read_scaling
-from nilearn.image import crop_img, resample_img
-from nilearn.image.image import smooth_array
-from nilearn.maskers import MultiNiftiMasker, NiftiMasker
-from nilearn.masking import load_mask_img
 
 from glmflow.core.errors import ImageError, InputFileError, MaskError
 
@@ -335,6 +331,12 @@ def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape
     runs' grid with nearest-neighbour interpolation. nilearn instead resamples every
     volume of the data to the mask's grid, which interpolates the data and costs memory.
     """
+    # nilearn is imported where it is used: reading a run through a mask (the fit) needs
+    # none of it, and importing it costs a batch job over a second.
+    from nilearn.image import resample_img
+    from nilearn.maskers import MultiNiftiMasker, NiftiMasker
+    from nilearn.masking import load_mask_img
+
     runs = [load_img(f) for f in bold_files]
     for source, img in zip(bold_files, runs, strict=True):
         check_4d(img, name=_describe(source))
@@ -410,6 +412,8 @@ def load_masked_run(
     # smoothing then sees that box's edges. The in-mask voxels keep their order.
     resample = resample and not same_grid(img, mask_img)
     if resample:
+        from nilearn.image import crop_img
+
         mask_img = crop_img(mask_img, copy=False, copy_header=True)
         mask = np.asarray(mask_img.dataobj) > 0
     if not resample and smoothing_fwhm is None and _is_streamable(img):
@@ -469,6 +473,8 @@ def _float_dtype(dtype):
 def _resample_volume(volume, affine, mask_img, clip_range=None):
     # nilearn resamples the 4D image volume by volume with a spline of order 3, then clips
     # to the run's range: clipping is left to the caller (``clip_range`` or at the end).
+    from nilearn.image import resample_img
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         resampled = resample_img(
@@ -489,4 +495,6 @@ def _resample_volume(volume, affine, mask_img, clip_range=None):
 def _smooth_volume(volume, affine, fwhm):
     # Same filter and dtype handling as nilearn.image.smooth_img on the 4D image: the
     # Gaussian is separable and applied line by line, so per-volume results are identical.
+    from nilearn.image.image import smooth_array
+
     return smooth_array(np.array(volume), affine, fwhm=fwhm, ensure_finite=True, copy=False)
