@@ -19,11 +19,13 @@ Nipype's plugins are used through thin subclasses (Nipype accepts a plugin insta
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import hashlib
 import math
 import os
 import pwd
+import queue
 import re
 import shlex
 import shutil
@@ -130,17 +132,28 @@ def prefetch_digests(paths):
     """Hash ``paths`` in a background thread (the engine will ask for them later).
 
     Nipype hashes a node's input files only when it reaches the node; starting early lets
-    the hashing of the BOLD runs overlap with everything before the fit. Returns the
-    thread (already started).
+    the hashing of the BOLD runs overlap with the engine's set-up, and several runs are
+    hashed at once. Returns the (started) threads.
     """
+    pending = queue.SimpleQueue()
+    for path in paths:
+        pending.put(path)
+
     def work():
-        for path in paths:
+        while True:
+            try:
+                path = pending.get_nowait()
+            except queue.Empty:
+                return
             with contextlib.suppress(OSError):
                 file_digest(path)
 
-    thread = threading.Thread(target=work, name="glmflow-hash", daemon=True)
-    thread.start()
-    return thread
+    # One thread per core: MD5 releases the GIL, so several runs hash at once.
+    threads = [threading.Thread(target=work, name="glmflow-hash", daemon=True)
+               for _ in range(min(len(paths), available_cores()))]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def hash_infile_original(afile, chunk_len=8192, crypto=hashlib.md5, raise_notfound=False):
@@ -534,6 +547,17 @@ def _run_node_with_threads(node, updatehash, taskid):
         return run_node(node, updatehash, taskid)
 
 
+class _YoungGenerationGC:
+    """Stands in for the ``gc`` module in Nipype's MultiProc loop (see its plugin)."""
+
+    @staticmethod
+    def collect(generation=2):
+        return gc.collect(0)
+
+
+_YOUNG_GC = _YoungGenerationGC()
+
+
 def _make_multiproc_plugin(plugin_args):
     from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
@@ -544,6 +568,18 @@ def _make_multiproc_plugin(plugin_args):
             super().__init__(plugin_args=plugin_args)
             self._local_glue = bool((plugin_args or {}).get("local_glue_nodes", True))
             self._init_records()
+
+        def _send_procs_to_workers(self, updatehash=False, graph=None):
+            # Nipype runs a full gc.collect() before every submission round and after each
+            # in-process node: 0.14 s each once nilearn and scipy are loaded, 3.3 s of a
+            # 4-run fit. A young-generation collection frees the nodes' debris as well.
+            from nipype.pipeline.plugins import multiproc
+
+            multiproc.gc = _YOUNG_GC
+            try:
+                return super()._send_procs_to_workers(updatehash=updatehash, graph=graph)
+            finally:
+                multiproc.gc = gc
 
         def _submit_job(self, node, updatehash=False):
             # as MultiProcPlugin._submit_job, with a thread limit around the node

@@ -313,7 +313,7 @@ def test_file_digest_survives_fork_while_hashing(tmp_path, monkeypatch):
     real = execution._hash_file
     monkeypatch.setattr(execution, "_hash_file",
                         lambda *a, **k: (gate.wait(10), real(*a, **k))[1])
-    thread = execution.prefetch_digests([str(path)])
+    (thread,) = execution.prefetch_digests([str(path)])
     pid = os.fork()
     if pid == 0:  # child: must hash by itself, at once
         monkeypatch.setattr(execution, "_hash_file", real)
