@@ -143,11 +143,11 @@ def _run_contrast(model, weights, stat_type):
             )
         vector = weights.reshape(1, -1)
         effect = (vector @ model.betas)[0]
-        variance = np.empty(n_vox)
-        for g in range(len(model.labels)):
-            sel = model.label_index == g
-            q = float(np.dot(vector, np.dot(model.label_cov[g], vector.T))[0, 0])
-            variance[sel] = np.sqrt(q * model.dispersion[sel]) ** 2
+        # c (WX)^+ (WX)^+T c^T of each noise-model group, spread to its voxels; the
+        # elementwise arithmetic is nilearn's (sqrt(q * dispersion) ** 2).
+        q = np.array([float(np.dot(vector, np.dot(cov, vector.T))[0, 0])
+                      for cov in model.label_cov])
+        variance = np.sqrt(q[model.label_index] * model.dispersion) ** 2
         return effect, variance
     matrix = np.atleast_2d(weights)
     effect = np.zeros((dim, n_vox))
