@@ -348,3 +348,22 @@ def test_fit_threads_must_be_a_positive_integer(bad):
 
     with pytest.raises(ParameterError, match="fit_threads"):
         fit_threads_for("Linear", {"fit_threads": bad}, 1)
+
+
+def test_nipype_plugins_load_without_ipython():
+    """Nipype's plugin package would import IPython (0.4 s) for a plugin glmflow does not
+    use: glmflow loads it without, and IPython stays importable afterwards."""
+    code = textwrap.dedent("""
+        import importlib.util, sys
+        from glmflow.execution import import_nipype_plugins
+        import_nipype_plugins()
+        import nipype.pipeline.plugins as plugins
+        assert hasattr(plugins, "LinearPlugin") and hasattr(plugins, "SLURMPlugin")
+        assert "IPython" not in sys.modules
+        if importlib.util.find_spec("IPython") is not None:
+            import IPython  # still importable by the user
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
