@@ -8,7 +8,7 @@ import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 
 from glmflow.core.data import load_masked_run
-from glmflow.core.glm import fit_glm, save_model
+from glmflow.core.glm import chunk_size_for, fit_glm, save_model
 from glmflow.core.io import save_img
 from glmflow.interfaces.base import FitOptionsInputSpec, fit_arguments, optional
 
@@ -45,6 +45,7 @@ class FitGLM(SimpleInterface):
 
         mask_img = nib.load(self.inputs.mask_file)
         affine = optional(self.inputs.target_affine)
+        n_scans = nib.load(self.inputs.bold_file).shape[-1]
         raw = load_masked_run(
             self.inputs.bold_file,
             mask_img,
@@ -53,6 +54,8 @@ class FitGLM(SimpleInterface):
             target_shape=optional(self.inputs.target_shape),
             # TMPDIR is local scratch on most clusters; the node folder may be on NFS.
             spill_dir=tempfile.gettempdir() if self.inputs.spill else None,
+            # the spilled run is stored in the blocks the fit reads (chunk_mb)
+            block_size=chunk_size_for(n_scans, self.inputs.chunk_mb),
         )
         design, options = fit_arguments(self.inputs, raw.shape[0])
         model, outputs = fit_glm(raw, design, mask_img=mask_img, **options)

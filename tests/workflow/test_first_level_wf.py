@@ -199,3 +199,47 @@ def test_spm_auditory_workflow_matches_nilearn_and_known_peak(shared_data, tmp_p
     # ../shared/data/README.md: peak z 9.342 at voxel (51, 29, 36)
     assert np.unravel_index(np.argmax(z), z.shape) == (51, 29, 36)
     assert z.max() == pytest.approx(9.342, abs=5e-4)
+
+
+def test_fit_threads_and_chunk_size_change_neither_results_nor_cache(study, tmp_path,
+                                                                     monkeypatch):
+    """The fit honours ``chunk_mb`` (the spilled run is stored and read in those blocks) and
+    the plugin's ``fit_threads``. Threads change no byte of the outputs and are not part
+    of the cache key (a rerun with another count is served cached); another chunk size
+    only moves the last bits (BLAS kernels depend on the block width)."""
+    import glmflow.interfaces.fit as fit_module
+
+    blocks = []
+    real_load = fit_module.load_masked_run
+
+    def recording_load(*args, **kwargs):
+        blocks.append(kwargs.get("block_size"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "load_masked_run", recording_load)
+
+    def fit_with(work, chunk_mb=None, threads=1):
+        wf = init_first_level_wf(t_r=study["t_r"], contrasts=CONTRASTS, report=False)
+        wf.inputs.inputnode.bold_files = study["bold"]
+        wf.inputs.inputnode.events_files = study["events"]
+        if chunk_mb is not None:
+            wf.get_node("fit").inputs.chunk_mb = chunk_mb
+        graph = run_workflow(wf, base_dir=work, plugin_args={"fit_threads": threads})
+        (fit,) = [n for n in graph.nodes() if n.name == "fit"]
+        return collect_outputs(wf, graph), fit
+
+    default, _ = fit_with(tmp_path / "a")
+    one, _ = fit_with(tmp_path / "b", chunk_mb=0.1)
+    three, fit = fit_with(tmp_path / "c", chunk_mb=0.1, threads=3)
+    n_runs = len(study["bold"])
+    assert len(blocks) == 3 * n_runs
+    assert set(blocks[n_runs:]) == {64} and blocks[0] > 64  # 0.1 MB: the 64-voxel floor
+    assert fit.n_procs == 3
+    for field in ("z_files", "effect_files", "variance_files"):
+        for a, b, c in zip(default[field], one[field], three[field], strict=True):
+            assert filecmp.cmp(b, c, shallow=False), field
+            diff = np.abs(nib.load(a).get_fdata() - nib.load(b).get_fdata()).max()
+            assert diff < 1e-9, (field, diff)
+    n_loads = len(blocks)
+    fit_with(tmp_path / "c", chunk_mb=0.1, threads=1)  # rerun: cached despite 1 thread
+    assert len(blocks) == n_loads
