@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from nilearn.glm.first_level import make_first_level_design_matrix
 
 from glmflow.core.errors import ConfoundsError, EventsError, InputFileError
 from glmflow.core.io import read_table, save_tsv
@@ -103,6 +102,10 @@ def make_design_matrix(
         if (frame["modulation"] == 1).all():
             # nilearn's default is 1; leaving the column out spares its notice per design.
             frame = frame.drop(columns="modulation")
+    # Imported here: nilearn's glm package costs ~1 s to import, which the workflow's
+    # other steps (and reading a design TSV) do not need.
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
     return make_first_level_design_matrix(
         frame_times(n_scans, t_r, slice_time_ref),
         frame,
