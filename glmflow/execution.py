@@ -282,7 +282,7 @@ def _image_geometry(bold_file):
     return n_vox, n_vol
 
 
-def estimate_node_resources(bold_files, *, n_regressors=40):
+def estimate_node_resources(bold_files, *, n_regressors=40, minimize_memory=True):
     """Memory each kind of glmflow node needs for these runs.
 
     The estimates come from the data size read from the image headers (nothing is
@@ -290,8 +290,10 @@ def estimate_node_resources(bold_files, *, n_regressors=40):
     running one interface, simulated runs of 2 MiB to 1 GiB in float64): the mask holds one
     run in float64 (peak = base + 1.0 x run); the fit streams the run through a file on
     local disk and voxel chunks (peak below base + 0.05 x run on 2 mm MNI runs, 1 or 2
-    threads); contrasts hold each run's betas and covariances.
-    Each coefficient below has about 20 % headroom.
+    threads); with ``minimize_memory=False`` it also holds the residual and predicted
+    series and writes them as full 4D images (peak = base + 1.0-1.6 x run); contrasts
+    hold each run's betas and covariances. Each coefficient below has at least 20 %
+    headroom.
 
     Parameters
     ----------
@@ -299,6 +301,8 @@ def estimate_node_resources(bold_files, *, n_regressors=40):
         The runs (4D NIfTI or GIFTI).
     n_regressors : int, default=40
         Upper bound on design columns, for the size of the model files.
+    minimize_memory : bool, default=True
+        As the fit's ``minimize_memory``: False keeps residuals and predicted series.
 
     Returns
     -------
@@ -318,7 +322,8 @@ def estimate_node_resources(bold_files, *, n_regressors=40):
     return {
         "MakeDesignMatrix": NodeResources(_round_up(BASE_MEM_GB)),
         "ComputeMask": NodeResources(_round_up(BASE_MEM_GB + 1.2 * run_bytes)),
-        "FitGLM": NodeResources(_round_up(BASE_MEM_GB + 0.05 + 0.1 * run_bytes)),
+        "FitGLM": NodeResources(_round_up(
+            BASE_MEM_GB + 0.05 + (0.1 if minimize_memory else 2.0) * run_bytes)),
         "EstimateContrast": NodeResources(_round_up(BASE_MEM_GB + 3.0 * models)),
         "GLMReport": NodeResources(_round_up(BASE_MEM_GB + 4.0 * vol_bytes * len(geometry))),
     }
@@ -341,9 +346,12 @@ def apply_node_resources(workflow, bold_files):
         Full node name -> :class:`NodeResources` that was applied.
     """
     estimates = estimate_node_resources(bold_files)
+    keeping = estimate_node_resources(bold_files, minimize_memory=False)
     applied = {}
     for node in _all_nodes(workflow):
         res = estimates.get(type(node.interface).__name__)
+        if res is not None and getattr(node.inputs, "minimize_memory", True) is False:
+            res = keeping[type(node.interface).__name__]
         if res is None:
             continue
         node._mem_gb = res.mem_gb  # Node.mem_gb has no setter

@@ -219,7 +219,8 @@ _PEAK_CHILD = textwrap.dedent(
     elif kind == "MakeDesignMatrix":
         MakeDesignMatrix(bold_file=bold, events_file="events.tsv", t_r=2.0).run()
     else:
-        FitGLM(bold_file=bold, design_file=sys.argv[3], mask_file=sys.argv[4], t_r=2.0).run()
+        FitGLM(bold_file=bold, design_file=sys.argv[3], mask_file=sys.argv[4], t_r=2.0,
+               minimize_memory=kind != "FitGLMKeep").run()
     print(json.dumps(hwm()))
     """
 )
@@ -257,6 +258,11 @@ def test_resource_estimates_cover_the_measured_peak(tmp_path):
     measured["FitGLM"] = peak("FitGLM", str(design), str(mask))
     for kind, gib in measured.items():
         assert gib <= estimates[kind].mem_gb <= 2.5 * gib + 0.2, (kind, gib, estimates[kind])
+    # minimize_memory=False keeps the residual and predicted series: a larger request
+    keep = peak("FitGLMKeep", str(design), str(mask))
+    keeping = estimate_node_resources([tmp_path / "bold.nii.gz"], minimize_memory=False)
+    assert measured["FitGLM"] < keep <= keeping["FitGLM"].mem_gb <= 2.5 * keep + 0.2, (
+        keep, keeping["FitGLM"])
 
 
 def test_file_digest_is_nipypes_hash_once_per_file_version(tmp_path, monkeypatch):
@@ -367,3 +373,18 @@ def test_nipype_plugins_load_without_ipython():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_fit_nodes_keeping_outputs_ask_for_more_memory(tmp_path):
+    from glmflow.execution import apply_node_resources
+    from glmflow.workflows import init_first_level_wf
+
+    bold = tmp_path / "bold.nii"
+    _write_run(bold, (64, 64, 40), 100)  # 0.12 GiB in float64
+    requests = {}
+    for minimize in (True, False):
+        wf = init_first_level_wf(t_r=2.0, contrasts={"a": "a"}, minimize_memory=minimize,
+                                 report=False)
+        applied = apply_node_resources(wf, [str(bold)])
+        requests[minimize] = applied["first_level_wf.fit"].mem_gb
+    assert requests[False] > requests[True]
