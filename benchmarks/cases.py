@@ -11,7 +11,13 @@ Usage (what the runner calls)::
     python benchmarks/cases.py <tool> <data.json> <out_dir> [--runs N] [--noise-model ar1]
 
 with ``tool`` in ``nilearn``, ``facade``, ``wf-linear``, ``wf-multiproc``. It prints one
-JSON line: the time spent after imports (``work_s``) and the import time (``import_s``).
+JSON line: the time spent after the script's top-level imports (``work_s``) and their time
+(``import_s``), and writes ``<out_dir>/modules.json``: every module the process had loaded
+at the end, in import order.
+
+``python benchmarks/cases.py floor <modules.json>`` imports those modules and exits: the
+cost of interpreter start-up, imports and exit that a case pays before and after its work
+("floor"), whichever way the tool imports (all at once like nilearn, or on first use).
 """
 
 from __future__ import annotations
@@ -92,8 +98,42 @@ def run_workflow_case(files, out_dir, n_runs, noise_model, plugin):
         shutil.copyfile(z_file, os.path.join(out_dir, f"{name}_z.nii.gz"))
 
 
+class _OnlyThese:
+    """A meta-path finder refusing every module the case did not load, so the floor loads
+    the same set (e.g. not IPython, which glmflow keeps Nipype from importing)."""
+
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names:
+            raise ModuleNotFoundError(f"{name} was not loaded by the case", name=name)
+        return None  # let the normal finders load it
+
+
+def import_floor(modules_json):
+    """Import the modules a case ended with (what a case costs besides its work)."""
+    import importlib
+    import warnings
+
+    warnings.simplefilter("ignore")
+    with open(modules_json) as fobj:
+        names = json.load(fobj)
+    sys.meta_path.insert(0, _OnlyThese(names))
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - e.g. modules only importable in a worker
+            pass
+
+
 def main(argv=None):
     start = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "floor":
+        import_floor(argv[1])
+        print(json.dumps({"import_s": time.perf_counter() - start, "work_s": 0.0}))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("tool", choices=TOOLS)
     parser.add_argument("data")
@@ -121,6 +161,9 @@ def main(argv=None):
         plugin = "Linear" if args.tool == "wf-linear" else "MultiProc"
         run_workflow_case(files, args.out, args.runs, args.noise_model, plugin)
     done = time.perf_counter()
+    loaded = [name for name in sys.modules if name not in ("__main__", "__mp_main__")]
+    with open(os.path.join(args.out, "modules.json"), "w") as fobj:
+        json.dump(loaded, fobj)
     print(json.dumps({"import_s": imported - start, "work_s": done - imported}))
     sys.stdout.flush()
 

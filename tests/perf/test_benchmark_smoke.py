@@ -26,10 +26,31 @@ def test_benchmark_tiny_runs_and_agrees(tmp_path):
     assert set(rows) == {"nilearn", "wf-linear"}
     for row in rows.values():
         assert row["wall_s"] > 0 and row["peak_mib"] > 50  # a Python with numpy is > 50 MiB
+        # the floor process imported the case's modules (numpy, nibabel, nilearn...) and
+        # did no work: seconds, not more than the case itself plus noise
+        assert 0.3 < row["floor_s"] < row["wall_s"] + 1.0
+        assert row["net_s"] == pytest.approx(row["wall_s"] - row["floor_s"])
     # Both tools computed the same statistics on the generated data.
     assert rows["wf-linear"]["max_abs_dz"] < 1e-9
     assert rows["wf-linear"]["speedup"] > 0
-    assert "speedup" in proc.stdout and "tiny" in proc.stdout
+    assert "speedup" in proc.stdout and "net x" in proc.stdout and "tiny" in proc.stdout
+
+
+def test_floor_loads_the_modules_of_the_case_and_no_others(tmp_path):
+    """``cases.py floor`` imports what the case had loaded, refusing anything else."""
+    modules = tmp_path / "modules.json"
+    listing = subprocess.run(
+        [sys.executable, "-c", "import json, sys, numpy; print(json.dumps(list(sys.modules)))"],
+        capture_output=True, text=True, check=True)
+    modules.write_text(listing.stdout)
+    cases = str(BENCHMARKS / "cases.py")
+    code = ("import runpy, sys; sys.argv = ['cases.py', 'floor', sys.argv[1]]; "
+            f"runpy.run_path({cases!r}, run_name='__main__'); "
+            "print('numpy' in sys.modules, 'pandas' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(modules)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "True False"
 
 
 def test_generated_data_matches_request(tmp_path):
