@@ -247,6 +247,11 @@ default="Linear"
         else:
             runs = _check_run_imgs(run_imgs)
             n_scans = [img.shape[3] for img, _ in runs]
+            # The workflow will hash the run files (Nipype's cache): start now, in the
+            # background, so it overlaps with building the designs.
+            from glmflow.execution import prefetch_digests
+
+            prefetch_digests([path for _, path in runs if path is not None])
         designs, given_designs = self._designs(runs, n_scans, events, confounds,
                                                design_matrices, params)
         masks = _check_sample_masks(sample_masks, n_scans, designs)
