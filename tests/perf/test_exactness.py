@@ -186,6 +186,22 @@ def test_threads_do_not_change_the_fit(runs, noise_model, spill, tmp_path):
         assert np.array_equal(getattr(one_out, name), getattr(three_out, name)), name
 
 
+@pytest.mark.parametrize("kwargs", [dict(signal_scaling=(0, 1)), dict(signal_scaling=1),
+                                    dict(signal_scaling=False, standardize=True),
+                                    dict(sample_mask=np.r_[0:40, 45:90])])
+def test_threads_do_not_change_other_preprocessing(runs, kwargs):
+    """Scalings, standardisation (nilearn's clean() on threads) and scrubbing, too."""
+    bold, design, mask_img = runs[0]
+    raw = load_masked_run(bold, mask_img)
+    if "sample_mask" in kwargs:
+        design = design.iloc[kwargs["sample_mask"]]
+    one, three = (fit_glm(raw, design, mask_img=mask_img, noise_model="ar1", t_r=T_R,
+                          chunk_size=37, n_threads=n, **kwargs)[0] for n in (1, 3))
+    assert np.array_equal(one.betas, three.betas)
+    assert np.array_equal(one.dispersion, three.dispersion)
+    assert np.array_equal(one.label_index, three.label_index)
+
+
 def test_read_ahead_stops_cleanly_and_reports_truncation(runs, tmp_path):
     """The background reader yields every volume exactly, stops when the caller stops,
     and a truncated file raises in the caller's thread, naming the file."""
