@@ -104,8 +104,9 @@ def file_digest(path, crypto=hashlib.md5):
     The digest is Nipype's (``hash_infile``: MD5 of the content), so batch jobs, which
     hash with Nipype's own function, agree with the submitting process. The key holds
     the size, modification and change times, inode and device, so a changed file (even
-    one rewritten in place with its old time stamp) is hashed anew; an unchanged one is read once however many nodes take it.
-    A caller asking for a version another thread is hashing waits for that result.
+    one rewritten in place with its old time stamp) is hashed anew; an unchanged one is
+    read once however many nodes take it. A caller asking for a version that another
+    thread is hashing waits for that result.
     """
     key = _file_key(path, crypto)
     while True:
@@ -129,7 +130,7 @@ def file_digest(path, crypto=hashlib.md5):
 
 
 def prefetch_digests(paths):
-    """Hash ``paths`` in a background thread (the engine will ask for them later).
+    """Hash ``paths`` in background threads (the engine will ask for them later).
 
     Nipype hashes a node's input files only when it reaches the node; starting early lets
     the hashing of the BOLD runs overlap with the engine's set-up, and several runs are
@@ -1107,16 +1108,17 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
     check_scheduler(plugin)
     plugin_args = dict(plugin_args or {})
     bold_files = _bold_files_of(workflow)
+    n_fits = len(bold_files) if bold_files else sum(
+        1 for node in _all_nodes(workflow) if type(node.interface).__name__ in FIT_INTERFACES)
+    fit_threads = fit_threads_for(plugin, plugin_args, n_fits)
+    plugin_args.pop("fit_threads", None)
     if bold_files:
         prefetch_digests(bold_files)
         apply_node_resources(workflow, bold_files)
+    apply_fit_threads(workflow, fit_threads)
     # While the runs are hashed in the background, import what the steps will need (in
     # this thread: MultiProc workers are forked from it and inherit the modules).
     import_step_modules(workflow)
-    n_fits = len(bold_files) if bold_files else sum(
-        1 for node in _all_nodes(workflow) if type(node.interface).__name__ in FIT_INTERFACES)
-    apply_fit_threads(workflow, fit_threads_for(plugin, plugin_args, n_fits))
-    plugin_args.pop("fit_threads", None)
 
     runner = _make_plugin(plugin, plugin_args)
     started = time.time()
