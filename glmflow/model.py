@@ -274,7 +274,8 @@ default="Linear"
                 self._given_masker = model_surface.given_masker(self)
                 bold_files, surface_masks, mesh_files = model_surface.write_inputs(
                     self, inputs.folder, runs, hashed=not temporary)
-                workflow = model_surface.init_workflow(self, params, bins, mesh_files)
+                workflow = model_surface.init_workflow(self, params, mesh_files)
+                self._configure_fit(workflow, bins)
                 model_surface.set_inputs(workflow, bold_files, design_files, surface_masks,
                                          mask_files)
                 started = True
@@ -562,6 +563,15 @@ default="Linear"
                     None if masker.target_shape is None else list(masker.target_shape))
         return self.smoothing_fwhm, params["target_affine"], params["target_shape"]
 
+    def _configure_fit(self, workflow, bins):
+        """The fit node's own settings (volume and surface): the real t_r and ``bins``.
+
+        The workflow is built with a placeholder t_r (the designs are made in-process).
+        """
+        fit = workflow.get_node("fit")
+        fit.inputs.t_r = None if self.t_r is None else float(self.t_r)
+        fit.inputs.bins = int(bins)
+
     def _workflow(self, params, bins):
         from glmflow.workflows.first_level import describe_first_level, init_first_level_wf
 
@@ -587,14 +597,7 @@ default="Linear"
         # Contrasts (and any report of them) are computed in-process from the model files.
         unused = [workflow.get_node(name) for name in ("contrast", "report")]
         workflow.remove_nodes([node for node in unused if node is not None])
-        fit = workflow.get_node("fit")
-        fit.inputs.t_r = None if self.t_r is None else float(self.t_r)
-        if bins != 100:
-            if "bins" not in fit.inputs.copyable_trait_names():
-                raise ParameterError(
-                    f"bins={bins}: this glmflow version's FitGLM node uses nilearn's default "
-                    "of 100 bins only.")
-            fit.inputs.bins = int(bins)
+        self._configure_fit(workflow, bins)
         # The fitting workflow gets placeholder t_r/contrasts (designs are built here), so
         # the methods paragraph is written from the model's own settings.
         self.methods_text = describe_first_level(

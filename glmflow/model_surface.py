@@ -138,7 +138,7 @@ def write_inputs(estimator, folder, runs, *, hashed):
     return bold_files, mask_files, mesh_files
 
 
-def init_workflow(estimator, params, bins, mesh_files):
+def init_workflow(estimator, params, mesh_files):
     """``init_surface_first_level_wf`` set up as the facade's volume workflow is."""
     from glmflow.workflows.surface import init_surface_first_level_wf
 
@@ -157,14 +157,6 @@ def init_workflow(estimator, params, bins, mesh_files):
         random_state=None if estimator.random_state is None else int(estimator.random_state),
     )
     workflow.remove_nodes([workflow.get_node("contrast")])
-    fit = workflow.get_node("fit")
-    fit.inputs.t_r = None if estimator.t_r is None else float(estimator.t_r)
-    if bins != 100:
-        if "bins" not in fit.inputs.copyable_trait_names():
-            raise ParameterError(
-                f"bins={bins}: this glmflow version's FitSurfaceGLM node uses nilearn's "
-                "default of 100 bins only.")
-        fit.inputs.bins = int(bins)
     estimator.methods_text = getattr(workflow, "__desc__", None)
     return workflow
 
