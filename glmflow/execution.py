@@ -347,11 +347,13 @@ def apply_node_resources(workflow, bold_files):
         Full node name -> :class:`NodeResources` that was applied.
     """
     estimates = estimate_node_resources(bold_files)
-    keeping = estimate_node_resources(bold_files, minimize_memory=False)
+    keeping = None  # estimates for fits that keep their outputs, read only if needed
     applied = {}
     for node in _all_nodes(workflow):
         res = estimates.get(type(node.interface).__name__)
         if res is not None and getattr(node.inputs, "minimize_memory", True) is False:
+            if keeping is None:
+                keeping = estimate_node_resources(bold_files, minimize_memory=False)
             res = keeping[type(node.interface).__name__]
         if res is None:
             continue
