@@ -335,6 +335,15 @@ def _all_nodes(workflow):
         yield workflow.get_node(name)
 
 
+def _keeps_outputs(node):
+    """Whether a node's fit keeps its residuals and predicted series.
+
+    Asks the spec for the trait first: reading a missing name from a MapNode's inputs
+    adds it as a trait, and traits prints an exception from the MapNode's handler.
+    """
+    return node.inputs.trait("minimize_memory") is not None and node.inputs.minimize_memory is False
+
+
 def apply_node_resources(workflow, bold_files):
     """Set ``mem_gb`` (and ``n_procs``) on the glmflow nodes of ``workflow``, in place.
 
@@ -351,7 +360,7 @@ def apply_node_resources(workflow, bold_files):
     applied = {}
     for node in _all_nodes(workflow):
         res = estimates.get(type(node.interface).__name__)
-        if res is not None and getattr(node.inputs, "minimize_memory", True) is False:
+        if res is not None and _keeps_outputs(node):
             if keeping is None:
                 keeping = estimate_node_resources(bold_files, minimize_memory=False)
             res = keeping[type(node.interface).__name__]

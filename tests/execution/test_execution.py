@@ -387,4 +387,7 @@ def test_fit_nodes_keeping_outputs_ask_for_more_memory(tmp_path):
                                  report=False)
         applied = apply_node_resources(wf, [str(bold)])
         requests[minimize] = applied["first_level_wf.fit"].mem_gb
+        # Nodes without the option are asked, not probed: reading a missing input of a
+        # MapNode would add it as a trait (and traits prints an exception).
+        assert wf.get_node("contrast").inputs.trait("minimize_memory") is None
     assert requests[False] > requests[True]
