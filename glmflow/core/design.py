@@ -1,8 +1,9 @@
 """Design matrices: events and confounds to a regressor table, with nilearn's semantics.
 
-The regressors themselves come from nilearn's ``make_first_level_design_matrix`` so they are
-identical to what ``nilearn.glm.first_level.FirstLevelModel`` builds; this module adds input
-checks that run first and the TSV format the workflow passes between nodes.
+The regressors come from :func:`glmflow.core.design_matrix.make_first_level_design_matrix`,
+a port of nilearn's, so they are identical to what ``nilearn.glm.first_level.FirstLevelModel``
+builds; this module adds input checks that run first and the TSV format the workflow passes
+between nodes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from glmflow.core.design_matrix import make_first_level_design_matrix
 from glmflow.core.errors import ConfoundsError, EventsError, InputFileError
 from glmflow.core.io import read_table, save_tsv
 from glmflow.core.validation import check_confounds, check_events
@@ -99,13 +101,6 @@ def make_design_matrix(
             min_onset=min_onset,
             slice_time_ref=slice_time_ref,
         )
-        if (frame["modulation"] == 1).all():
-            # nilearn's default is 1; leaving the column out spares its notice per design.
-            frame = frame.drop(columns="modulation")
-    # Imported here: nilearn's glm package costs ~1 s to import, which the workflow's
-    # other steps (and reading a design TSV) do not need.
-    from nilearn.glm.first_level import make_first_level_design_matrix
-
     return make_first_level_design_matrix(
         frame_times(n_scans, t_r, slice_time_ref),
         frame,

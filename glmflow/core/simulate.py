@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.glm.first_level import compute_regressor
+
+from glmflow.core.hrf import compute_regressor
 
 
 @dataclass
