@@ -338,10 +338,11 @@ def _all_nodes(workflow):
 def _keeps_outputs(node):
     """Whether a node's fit keeps its residuals and predicted series.
 
-    Asks the spec for the trait first: reading a missing name from a MapNode's inputs
-    adds it as a trait, and traits prints an exception from the MapNode's handler.
+    Only fit nodes are asked: reading a missing input of a MapNode adds it as a trait
+    (and traits prints an exception from the MapNode's handler).
     """
-    return node.inputs.trait("minimize_memory") is not None and node.inputs.minimize_memory is False
+    return (type(node.interface).__name__ in FIT_INTERFACES
+            and node.inputs.minimize_memory is False)
 
 
 def apply_node_resources(workflow, bold_files):
@@ -977,27 +978,6 @@ def _wait_for_graph(workflow, plugin, graph, started):
 
 
 # --------------------------------------------------------------------------- running
-#: Modules that glmflow's steps import on first use, by interface (about 1 s for nilearn).
-STEP_MODULES = {
-    "MakeDesignMatrix": ("nilearn.glm.first_level",),
-    "ComputeMask": ("nilearn.masking",),
-}
-
-
-def import_step_modules(workflow):
-    """Import the heavy modules the workflow's glmflow steps will need, now.
-
-    :func:`run_workflow` calls it while the input files are hashed in the background, so
-    the two overlap instead of following each other when the first steps run.
-    """
-    import importlib
-
-    names = {type(node.interface).__name__ for node in _all_nodes(workflow)}
-    for name in sorted(names & set(STEP_MODULES)):
-        for module in STEP_MODULES[name]:
-            importlib.import_module(module)
-
-
 def import_nipype_plugins():
     """Import Nipype's plugin package without letting it import IPython.
 
@@ -1127,9 +1107,6 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
         prefetch_digests(bold_files)
         apply_node_resources(workflow, bold_files)
     apply_fit_threads(workflow, fit_threads)
-    # While the runs are hashed in the background, import what the steps will need (in
-    # this thread: MultiProc workers are forked from it and inherit the modules).
-    import_step_modules(workflow)
 
     runner = _make_plugin(plugin, plugin_args)
     started = time.time()

@@ -331,16 +331,14 @@ def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape
     runs' grid with nearest-neighbour interpolation. nilearn instead resamples every
     volume of the data to the mask's grid, which interpolates the data and costs memory.
     """
-    # nilearn is imported where it is used: reading a run through a mask (the fit) needs
-    # none of it, and importing it costs a batch job over a second.
-    from nilearn.image import resample_img
-    from nilearn.maskers import MultiNiftiMasker, NiftiMasker
-    from nilearn.masking import load_mask_img
-
+    # nilearn is imported only where it is used (computing an EPI mask, resampling): its
+    # import costs a process over a second, and a given mask on the runs' grid needs none.
     runs = [load_img(f) for f in bold_files]
     for source, img in zip(bold_files, runs, strict=True):
         check_4d(img, name=_describe(source))
     if mask_file is None:
+        from nilearn.maskers import MultiNiftiMasker
+
         masker = MultiNiftiMasker(
             mask_strategy="epi", target_affine=target_affine, target_shape=target_shape
         )
@@ -352,15 +350,19 @@ def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape
         if len(mask_img.shape) != 3:
             raise MaskError(f"The mask must be a 3D image; got shape {mask_img.shape}.")
         try:
-            mask_data, mask_affine = load_mask_img(mask_img)
+            mask_data = binary_mask_data(mask_img)
         except ValueError as exc:
             raise MaskError(f"Invalid mask {_describe(mask_file)}: {exc}") from exc
-        mask_img = nib.Nifti1Image(np.asarray(mask_data).astype(np.int8), mask_affine)
+        mask_img = nib.Nifti1Image(mask_data.astype(np.int8), mask_img.affine)
         if target_affine is not None or target_shape is not None:
+            from nilearn.maskers import NiftiMasker
+
             mask_img = NiftiMasker(
                 mask_img=mask_img, target_affine=target_affine, target_shape=target_shape
             ).fit().mask_img_
         elif not same_grid(mask_img, runs[0]):
+            from nilearn.image import resample_img
+
             mask_img = resample_img(
                 mask_img,
                 target_affine=runs[0].affine,
@@ -376,6 +378,35 @@ def compute_mask(bold_files, mask_file=None, *, target_affine=None, target_shape
             f"{runs[0].shape[:3]}: no voxel left to analyse (is it in another space?)."
         )
     return nib.Nifti1Image(data.astype(np.uint8), mask_img.affine)
+
+
+def binary_mask_data(mask_img):
+    """A 3D mask's values as booleans, with the checks of nilearn's ``load_mask_img``.
+
+    Non-finite values become 0 (with nilearn's warning); the mask must hold one non-zero
+    value, or two values one of which is 0. Raises ValueError with nilearn's messages.
+    """
+    data = np.array(np.asanyarray(mask_img.dataobj))
+    non_finite = ~np.isfinite(data)
+    if non_finite.any():
+        warnings.warn("Non-finite values detected. These values will be replaced with zeros.",
+                      stacklevel=3)
+        data[non_finite] = 0
+    values = np.unique(data)
+    if len(values) == 1:
+        if values[0] == 0:
+            raise ValueError("The mask is invalid as it is empty: it masks all data.")
+    elif len(values) == 2:
+        if 0 not in values:
+            raise ValueError(
+                f"Background of the mask must be represented with 0. Given mask contains: "
+                f"{values}."
+            )
+    else:
+        raise ValueError(
+            f"Given mask is not made of 2 values: {values}. Cannot interpret as true or false."
+        )
+    return data.astype(bool)
 
 
 def _describe(mask_file):

@@ -375,7 +375,7 @@ def test_nipype_plugins_load_without_ipython():
     assert out.stdout.strip() == "ok"
 
 
-def test_fit_nodes_keeping_outputs_ask_for_more_memory(tmp_path):
+def test_fit_nodes_keeping_outputs_ask_for_more_memory(tmp_path, capfd):
     from glmflow.execution import apply_node_resources
     from glmflow.workflows import init_first_level_wf
 
@@ -387,7 +387,7 @@ def test_fit_nodes_keeping_outputs_ask_for_more_memory(tmp_path):
                                  report=False)
         applied = apply_node_resources(wf, [str(bold)])
         requests[minimize] = applied["first_level_wf.fit"].mem_gb
-        # Nodes without the option are asked, not probed: reading a missing input of a
-        # MapNode would add it as a trait (and traits prints an exception).
-        assert wf.get_node("contrast").inputs.trait("minimize_memory") is None
     assert requests[False] > requests[True]
+    # Only fit nodes are asked: reading a missing input of a MapNode (the contrasts) adds
+    # it as a trait, and traits prints an exception from the MapNode's handler.
+    assert "Exception occurred in traits notification" not in capfd.readouterr().err
