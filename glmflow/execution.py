@@ -37,6 +37,7 @@ import traceback as tb_module
 from dataclasses import dataclass
 from pathlib import Path
 
+from glmflow.core import read_ahead
 from glmflow.core.errors import ParameterError
 from glmflow.core.lock import WorkdirLock
 from glmflow.core.run_errors import NodeFailure, WorkflowError
@@ -411,6 +412,38 @@ def apply_fit_threads(workflow, n_threads):
     for node in _all_nodes(workflow):
         if type(node.interface).__name__ in FIT_INTERFACES:
             node.n_procs = n_threads
+
+
+def _start_read_ahead(workflow, bold_files):
+    """Start reading the first run for the workflow's fit step (Linear plugin only).
+
+    Only for a workflow whose one volume fit step has not run in this working directory
+    (a rerun is probably served from the cache) and reads its run as it is, with a mask
+    given as a file: then the masked run the fit will ask for is known before any step
+    runs (:mod:`glmflow.core.read_ahead`). Anything unusual (a bad mask, say) is left to
+    the steps, which report it.
+    """
+    from glmflow.core.data import compute_mask, load_img, same_grid
+    from glmflow.interfaces.fit import read_arguments, streamed
+
+    fits = [node for node in _all_nodes(workflow) if type(node.interface).__name__ == "FitGLM"]
+    mask_file = None
+    with contextlib.suppress(Exception):
+        mask_file = workflow.get_node("inputnode").inputs.mask_file
+    if len(fits) != 1 or not isinstance(mask_file, (str, os.PathLike)):
+        return
+    fit = fits[0]
+    if not streamed(fit.inputs) or Path(workflow.base_dir, *fit.fullname.split(".")).exists():
+        return
+    try:
+        run = load_img(bold_files[0])
+        if not same_grid(load_img(mask_file, what="mask"), run):
+            return  # resampled by the mask step: leave it to the steps
+        mask_img = compute_mask(bold_files[:1], mask_file)
+        arguments = read_arguments(fit.inputs, run.shape[3])
+    except Exception:  # noqa: BLE001 - the mask and fit steps will report it
+        return
+    read_ahead.start(bold_files[0], mask_img, **arguments)
 
 
 def _bold_files_of(workflow):
@@ -1115,6 +1148,8 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
     # One run at a time per working directory: a second one fails at once, clearly.
     lock = WorkdirLock(workflow.base_dir).acquire() if workflow.base_dir else None
     try:
+        if plugin == "Linear" and bold_files and workflow.base_dir:
+            _start_read_ahead(workflow, bold_files)
         with threads:
             if runner is not None:
                 return workflow.run(plugin=runner)
@@ -1145,5 +1180,6 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
             _summarise(failures, plugin, exc), failures=failures, plugin=plugin
         ) from exc
     finally:
+        read_ahead.discard_all()
         if lock is not None:
             lock.release()

@@ -80,13 +80,18 @@ def _is_streamable(img):
 READ_AHEAD = 3
 
 
-def _raw_volumes(img, reuse=False):
+class ReadCancelled(Exception):
+    """A read stopped because its ``cancel`` event was set."""
+
+
+def _raw_volumes(img, reuse=False, cancel=None):
     """Yield each volume's stored values, a flat array in file (Fortran) order.
 
     The file is read (and decompressed) in a background thread, up to
     :data:`READ_AHEAD` volumes ahead: decompression releases the GIL, so it runs while
     the caller masks the previous volume. With ``reuse`` the same few buffers are cycled,
-    so a yielded array is only valid until the next one is requested.
+    so a yielded array is only valid until the next one is requested. Setting the
+    ``cancel`` event stops the read with :class:`ReadCancelled`.
     """
     proxy = img.dataobj
     filename, n_vols, dtype = img.get_filename(), img.shape[3], proxy.dtype
@@ -117,6 +122,8 @@ def _raw_volumes(img, reuse=False):
     reader.start()
     try:
         for _ in range(n_vols):
+            if cancel is not None and cancel.is_set():
+                raise ReadCancelled(f"Reading {filename} was cancelled.")
             item = ready.get()
             if isinstance(item, BaseException):
                 raise item
@@ -171,7 +178,8 @@ class SpilledRun:
     ``(n_scans, block)`` array, so reading a block is one contiguous read. Supports
     ``run[:, start:stop]`` (a new C-ordered array), ``run[rows]`` and ``np.asarray(run)``
     (the whole run in memory), ``shape``, ``dtype`` and ``ndim``. The file is removed when
-    the object is closed or garbage collected.
+    the object is closed or garbage collected, by the process that made it only (a forked
+    child's copy leaves it to its parent).
     """
 
     def __init__(self, path, n_scans, n_voxels, dtype, block_size):
@@ -180,6 +188,7 @@ class SpilledRun:
         self.dtype = np.dtype(dtype)
         self.block_size = int(block_size)
         self.ndim = 2
+        self._owner = os.getpid()
         self._fd = os.open(self.path, os.O_RDONLY)
 
     def _block_bounds(self, index):
@@ -231,15 +240,16 @@ class SpilledRun:
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
             self._fd = None
-            with contextlib.suppress(OSError):
-                os.remove(self.path)
+            if os.getpid() == self._owner:
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
 
     def __del__(self):
         with contextlib.suppress(Exception):  # interpreter shutdown may have torn down os
             self.close()
 
 
-def _spill_masked_stream(img, mask, spill_dir, block_size):
+def _spill_masked_stream(img, mask, spill_dir, block_size, cancel=None):
     """As :func:`_load_masked_stream`, written by voxel blocks to a file in ``spill_dir``.
 
     Volumes are gathered a few at a time and each block's rows appended at its place in
@@ -256,7 +266,7 @@ def _spill_masked_stream(img, mask, spill_dir, block_size):
         group = buffer = None
         dtype = None
         filled = first_row = 0
-        for index, raw in enumerate(_raw_volumes(img, reuse=True)):
+        for index, raw in enumerate(_raw_volumes(img, reuse=True, cancel=cancel)):
             values = apply_read_scaling(raw.take(positions), slope, inter)
             if buffer is None:
                 dtype = _float_dtype(values.dtype)
@@ -289,7 +299,7 @@ def _write_rows(fd, rows, first_row, n_scans, block, itemsize):
         os.pwrite(fd, memoryview(data.reshape(-1).view(np.uint8)), offset)
 
 
-def _load_masked_stream(img, mask):
+def _load_masked_stream(img, mask, cancel=None):
     """The in-mask values of every volume, gathered straight from the file's bytes.
 
     Equal to ``volume[mask]`` for each volume of :func:`iter_volumes`: the in-mask
@@ -299,7 +309,7 @@ def _load_masked_stream(img, mask):
     slope, inter = _scale_factors(img.dataobj)
     positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
     out = None
-    for index, raw in enumerate(_raw_volumes(img, reuse=True)):
+    for index, raw in enumerate(_raw_volumes(img, reuse=True, cancel=cancel)):
         values = apply_read_scaling(raw.take(positions), slope, inter)
         if out is None:
             out = np.empty((img.shape[3], positions.size), dtype=_float_dtype(values.dtype))
@@ -415,7 +425,7 @@ def _describe(mask_file):
 
 def load_masked_run(
     bold, mask_img, *, smoothing_fwhm=None, target_affine=None, target_shape=None,
-    spill_dir=None, block_size=None,
+    spill_dir=None, block_size=None, cancel=None,
 ):
     """Read one run through the mask: a ``(n_scans, n_voxels)`` C-ordered array.
 
@@ -428,6 +438,9 @@ def load_masked_run(
     temporary file in that folder and returned as a :class:`SpilledRun`, which
     :func:`glmflow.core.glm.fit_glm` reads back one block at a time (peak memory: a few
     blocks instead of the whole run; the file is deleted with the object).
+
+    ``cancel`` (a ``threading.Event``) stops a streamed read with :class:`ReadCancelled`
+    once set (see :mod:`glmflow.core.read_ahead`).
     """
     img = load_img(bold)
     check_4d(img, name=_describe(bold) if isinstance(bold, (str, Path)) else "The BOLD image")
@@ -449,8 +462,8 @@ def load_masked_run(
         mask = np.asarray(mask_img.dataobj) > 0
     if not resample and smoothing_fwhm is None and _is_streamable(img):
         if spill_dir is not None:
-            return _spill_masked_stream(img, mask, spill_dir, block_size)
-        return _load_masked_stream(img, mask)
+            return _spill_masked_stream(img, mask, spill_dir, block_size, cancel)
+        return _load_masked_stream(img, mask, cancel)
     n_scans = img.shape[3]
     # nilearn resamples the whole 4D run and then clips it to the range of the *run*
     # (min(data, 0), max(data, 0)), not of each volume. Smoothing comes after clipping, so

@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 
+from glmflow.core import read_ahead
 from glmflow.core.data import load_masked_run
 from glmflow.core.glm import chunk_size_for, fit_glm, save_model
 from glmflow.core.io import save_img
@@ -46,17 +47,19 @@ class FitGLM(SimpleInterface):
         mask_img = nib.load(self.inputs.mask_file)
         affine = optional(self.inputs.target_affine)
         n_scans = nib.load(self.inputs.bold_file).shape[-1]
-        raw = load_masked_run(
-            self.inputs.bold_file,
-            mask_img,
-            smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
-            target_affine=None if affine is None else np.asarray(affine),
-            target_shape=optional(self.inputs.target_shape),
-            # TMPDIR is local scratch on most clusters; the node folder may be on NFS.
-            spill_dir=tempfile.gettempdir() if self.inputs.spill else None,
-            # the spilled run is stored in the blocks the fit reads (chunk_mb)
-            block_size=chunk_size_for(n_scans, self.inputs.chunk_mb),
-        )
+        reading = read_arguments(self.inputs, n_scans)
+        raw = None
+        if streamed(self.inputs):  # perhaps read ahead by run_workflow
+            raw = read_ahead.take(self.inputs.bold_file, mask_img, **reading)
+        if raw is None:
+            raw = load_masked_run(
+                self.inputs.bold_file,
+                mask_img,
+                smoothing_fwhm=optional(self.inputs.smoothing_fwhm),
+                target_affine=None if affine is None else np.asarray(affine),
+                target_shape=optional(self.inputs.target_shape),
+                **reading,
+            )
         design, options = fit_arguments(self.inputs, raw.shape[0])
         model, outputs = fit_glm(raw, design, mask_img=mask_img, **options)
         del raw
@@ -72,6 +75,22 @@ class FitGLM(SimpleInterface):
             self._results["r_square_file"] = save_img(
                 nib.Nifti1Image(r2, model.affine), os.path.join(cwd, "r_square.nii.gz"))
         return runtime
+
+
+def streamed(inputs):
+    """Whether the fit reads its run as it is (no smoothing, no resampling)."""
+    return all(optional(getattr(inputs, name)) is None
+               for name in ("smoothing_fwhm", "target_affine", "target_shape"))
+
+
+def read_arguments(inputs, n_scans):
+    """How a :class:`FitGLM` node reads its run: ``spill_dir`` and ``block_size``."""
+    return {
+        # TMPDIR is local scratch on most clusters; the node folder may be on NFS.
+        "spill_dir": tempfile.gettempdir() if inputs.spill else None,
+        # the spilled run is stored in the blocks the fit reads (chunk_mb)
+        "block_size": chunk_size_for(n_scans, inputs.chunk_mb),
+    }
 
 
 def _to_4d(series, model):
