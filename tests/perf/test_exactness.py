@@ -234,3 +234,9 @@ def test_read_ahead_stops_cleanly_and_reports_truncation(runs, tmp_path):
     with pytest.raises(InputFileError, match="short.nii is truncated"):
         load_masked_run(short, runs[0][2])
     assert threading.active_count() == before
+    # A compressed run cut short fails in the decompressor: the error names the file too.
+    short_gz = tmp_path / "short.nii.gz"
+    short_gz.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="short.nii.gz cannot be read to its end"):
+        load_masked_run(short_gz, runs[0][2])
+    assert threading.active_count() == before
