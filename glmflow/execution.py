@@ -407,10 +407,14 @@ def fit_threads_for(plugin, plugin_args, n_fits):
     return 1
 
 
+#: Contrast interfaces, which evaluate the two tails and write the maps on threads.
+CONTRAST_INTERFACES = ("EstimateContrast", "EstimateSurfaceContrast")
+
+
 def apply_fit_threads(workflow, n_threads):
-    """Set ``n_procs`` (hence the interface's ``num_threads``) of the workflow's fit nodes."""
+    """Set ``n_procs`` (hence the interface's ``num_threads``) of the fit and contrast nodes."""
     for node in _all_nodes(workflow):
-        if type(node.interface).__name__ in FIT_INTERFACES:
+        if type(node.interface).__name__ in FIT_INTERFACES + CONTRAST_INTERFACES:
             node.n_procs = n_threads
 
 

@@ -726,6 +726,7 @@ default="Linear"
         Nifti1Image or dict of Nifti1Image
         """
         from glmflow.core.contrasts import compute_contrast, contrast_weights
+        from glmflow.execution import available_cores
 
         check_is_fitted(self)
         if output_type != "all" and output_type not in OUTPUT_TYPES:
@@ -780,7 +781,8 @@ default="Linear"
         name = str([_unpadded(d, w) for d, w in zip(definitions, weights, strict=True)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow in tails (as nilearn)
-            result = compute_contrast(self.models_, weights, stat_type)
+            result = compute_contrast(self.models_, weights, stat_type,
+                                      n_threads=available_cores())
         wanted = OUTPUT_TYPES if output_type == "all" else (output_type,)
         images = {}
         for key in wanted:

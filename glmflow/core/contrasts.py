@@ -50,15 +50,18 @@ class ContrastResult:
     def to_images(self, mask, affine):
         """Return a dict of NIfTI images (zero outside the mask), keyed like :attr:`maps`."""
         mask = np.asarray(mask, bool)
+        inside = np.flatnonzero(mask)  # one integer gather, cheaper than a boolean mask
         images = {}
         for key, values in self.maps.items():
             values = np.atleast_2d(values) if np.ndim(values) > 1 else values
             if np.ndim(values) == 2:
-                data = np.zeros((*mask.shape, values.shape[0]))
-                data[mask] = values.T  # F effects: one volume per row, as nilearn
+                data = np.zeros((mask.size, values.shape[0]))
+                data[inside] = values.T  # F effects: one volume per row, as nilearn
+                data = data.reshape((*mask.shape, values.shape[0]))
             else:
-                data = np.zeros(mask.shape)
-                data[mask] = values
+                data = np.zeros(mask.size)
+                data[inside] = values
+                data = data.reshape(mask.shape)
             images[key] = nib.Nifti1Image(data, affine)
         return images
 
@@ -168,7 +171,7 @@ def _check_f_rank(matrix, columns):
         )
 
 
-def compute_contrast(models, contrast_def, stat_type=None):
+def compute_contrast(models, contrast_def, stat_type=None, n_threads=1):
     """Estimate a contrast on one or several fitted runs (fixed effects across runs).
 
     Parameters
@@ -177,6 +180,9 @@ def compute_contrast(models, contrast_def, stat_type=None):
     contrast_def : str, array-like, or list of those (one per run)
     stat_type : {None, "t", "F"}
         Default: "t" for a vector, "F" for a matrix with several rows.
+    n_threads : int, default=1
+        With 2 or more, the two tails of the statistic (p and 1 - p) are evaluated at
+        once on two threads; the values do not change.
 
     Returns
     -------
@@ -228,7 +234,7 @@ def compute_contrast(models, contrast_def, stat_type=None):
         dim_ = effect.shape[0]
     else:
         dim_ = 1
-    maps = _statistics(effect, variance, dim_, dof, stat_type)
+    maps = _statistics(effect, variance, dim_, dof, stat_type, n_threads)
     degenerate = np.any([m.degenerate for m in models], axis=0)
     if degenerate.any():
         maps["stat"][degenerate] = 0.0
@@ -237,17 +243,26 @@ def compute_contrast(models, contrast_def, stat_type=None):
     return ContrastResult(maps=maps, stat_type=stat_type, dof=dof, dim=dim_, weights=weights)
 
 
-def _statistics(effect, variance, dim, dof, stat_type):
+def _statistics(effect, variance, dim, dof, stat_type, n_threads=1):
     """nilearn's ``Contrast`` statistics: stat, p, z with its sf/cdf switch."""
     dof_ = np.minimum(dof, DOFMAX)
     if stat_type == "F":
         stat = np.sum(effect**2, 0) / dim / np.maximum(variance, TINY)
-        p_value = f_sf(stat, dim, dof_)
-        one_minus = f_cdf(stat, dim, dof_)
+        upper, lower = (lambda: f_sf(stat, dim, dof_)), (lambda: f_cdf(stat, dim, dof_))
     else:
         stat = effect / np.sqrt(np.maximum(variance, TINY))
-        p_value = t_sf(stat, dof_)
-        one_minus = t_cdf(stat, dof_)
+        upper, lower = (lambda: t_sf(stat, dof_)), (lambda: t_cdf(stat, dof_))
+    if n_threads > 1:
+        # Each tail is one scipy.special ufunc call over every voxel (~45 ms for 235k
+        # voxels), which releases the GIL: the two run side by side.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(upper)
+            one_minus = lower()
+            p_value = pending.result()
+    else:
+        p_value, one_minus = upper(), lower()
     stat = stat.ravel()
     z = _z_score(p_value, one_minus)
     return {

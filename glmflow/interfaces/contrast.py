@@ -2,6 +2,7 @@
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
@@ -24,6 +25,9 @@ OUTPUTS = {
 class EstimateContrastInputSpec(GLMFlowInputSpec):
     """Inputs of a contrast step (shared by the volume and surface interfaces)."""
 
+    # Not part of the cache key (the maps do not depend on it); set from the node's n_procs.
+    num_threads = traits.Int(1, usedefault=True, nohash=True,
+                             desc="threads computing the tails and writing the maps")
     model_files = InputMultiObject(File(exists=True), mandatory=True,
                                    desc="fitted models of the runs (fixed effects across them)")
     contrast_name = traits.Str(mandatory=True, desc="name of the contrast (used in file names)")
@@ -58,15 +62,24 @@ class EstimateContrast(SimpleInterface):
                 f"{self.inputs.model_files[0]} is a {models[0].geometry} model; use "
                 "EstimateSurfaceContrast (glmflow.interfaces.surface) for surface/CIFTI data."
             )
+        n_threads = max(1, int(self.inputs.num_threads))
         result = compute_contrast(
-            models, decode_contrast(self.inputs.contrast_def), optional(self.inputs.stat_type)
+            models, decode_contrast(self.inputs.contrast_def), optional(self.inputs.stat_type),
+            n_threads=n_threads,
         )
         images = result.to_images(models[0].mask, models[0].affine)
         label = bids_label(self.inputs.contrast_name)
-        for field, (key, stat) in OUTPUTS.items():
-            stat = stat or result.stat_type
-            name = f"contrast-{label}_stat-{stat}_statmap.nii.gz"
-            self._results[field] = save_img(images[key], os.path.join(runtime.cwd, name))
+        paths = {
+            field: os.path.join(runtime.cwd,
+                                f"contrast-{label}_stat-{stat or result.stat_type}_statmap.nii.gz")
+            for field, (_, stat) in OUTPUTS.items()
+        }
+        # Compressing a map releases the GIL: with threads the five are written at once.
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            written = {field: pool.submit(save_img, images[key], paths[field])
+                       for field, (key, _) in OUTPUTS.items()}
+            for field, future in written.items():
+                self._results[field] = future.result()
         self._results["stat_type"] = result.stat_type
         self._results["dof"] = result.dof
         return runtime

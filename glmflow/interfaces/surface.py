@@ -188,7 +188,8 @@ class EstimateSurfaceContrast(SimpleInterface):
         models = [load_model(path) for path in self.inputs.model_files]
         geometry = SurfaceGeometry.from_model(models[0])
         result = compute_contrast(
-            models, decode_contrast(self.inputs.contrast_def), optional(self.inputs.stat_type)
+            models, decode_contrast(self.inputs.contrast_def), optional(self.inputs.stat_type),
+            n_threads=max(1, int(self.inputs.num_threads)),
         )
         label = bids_label(self.inputs.contrast_name)
         for field, (key, stat) in OUTPUTS.items():

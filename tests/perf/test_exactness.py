@@ -202,6 +202,27 @@ def test_threads_do_not_change_other_preprocessing(runs, kwargs):
     assert np.array_equal(one.label_index, three.label_index)
 
 
+@pytest.mark.parametrize("contrast, stat_type", [
+    ("a - b", "t"), (np.eye(2, 7), "F"),
+], ids=["t", "F"])
+def test_threads_do_not_change_the_contrast(runs, contrast, stat_type):
+    """The tails computed on two threads, and the images, equal the one-thread ones."""
+    from glmflow.core.contrasts import compute_contrast
+
+    bold, design, mask_img = runs[0]
+    model, _ = fit_glm(load_masked_run(bold, mask_img), design, mask_img=mask_img,
+                       noise_model="ar1", t_r=T_R)
+    one, two = (compute_contrast([model], contrast, stat_type, n_threads=n) for n in (1, 2))
+    for key, value in one.maps.items():
+        assert np.array_equal(value, two.maps[key]), key
+    images = two.to_images(model.mask, model.affine)
+    mask = np.asarray(model.mask, bool)
+    for key, value in one.maps.items():
+        data = np.asanyarray(images[key].dataobj)
+        assert np.array_equal(data[mask], np.atleast_2d(value).T.squeeze()), key
+        assert not data[~mask].any(), key
+
+
 def test_read_ahead_stops_cleanly_and_reports_truncation(runs, tmp_path):
     """The background reader yields every volume exactly, stops when the caller stops,
     and a truncated file raises in the caller's thread, naming the file."""
