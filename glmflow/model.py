@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -104,7 +105,8 @@ default="Linear"
         The design of each run (the kept rows only when ``sample_masks`` were given, as
         nilearn).
     masker_ : nilearn.maskers.NiftiMasker
-        A fitted masker with the analysis mask and the data parameters.
+        A fitted masker with the analysis mask and the data parameters (built on first
+        access: a fit and its contrasts need neither it nor nilearn).
     mask_img_ : Nifti1Image
     labels_ : list of ndarray
         nilearn's noise-model label of each voxel, per run.
@@ -240,7 +242,8 @@ default="Linear"
         self.fir_delays_ = [0] if self.fir_delays is None else self.fir_delays
         self.standardize_ = params["standardize_"]
 
-        surface = model_surface.is_surface_input(run_imgs)
+        # A SurfaceImage implies nilearn.surface is imported; volume runs need no nilearn.
+        surface = "nilearn.surface" in sys.modules and model_surface.is_surface_input(run_imgs)
         if surface:  # nilearn SurfaceImage runs: GIFTI files and the surface workflow
             runs = model_surface.check_surface_runs(run_imgs)
             n_scans = model_surface.n_scans(runs)
@@ -311,9 +314,9 @@ default="Linear"
         return self
 
     def _reset(self):
-        for name in ("models_", "labels_", "_results", "design_matrices_", "masker_",
-                     "n_elements_", "model_files_", "_outputs", "_residuals", "_predicted",
-                     "_r_square"):
+        for name in ("models_", "labels_", "_results", "design_matrices_", "_masker",
+                     "_masker_args", "_volume_mask", "n_elements_", "model_files_", "_outputs",
+                     "_residuals", "_predicted", "_r_square"):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -517,8 +520,6 @@ default="Linear"
 
     def _mask_file(self, inputs, runs, params):
         """The mask for the workflow's inputnode (None: computed by the workflow)."""
-        from nilearn.maskers import NiftiMasker
-
         mask = self.mask_img
         self._given_masker = None
         if mask is None:
@@ -527,7 +528,7 @@ default="Linear"
             ref = runs[0][0]
             return inputs.image(nib.Nifti1Image(np.ones(ref.shape[:3], np.uint8), ref.affine),
                                 None, "mask-all")
-        if isinstance(mask, NiftiMasker):
+        if _is_nifti_masker(mask):
             try:
                 check_is_fitted(mask)
             except Exception as exc:
@@ -618,8 +619,6 @@ default="Linear"
 
     def _load(self, outputs, designs, given, masks, params):
         """Read the workflow's outputs into nilearn's fitted attributes."""
-        from nilearn.maskers import NiftiMasker
-
         from glmflow.core.glm import load_model
 
         mask_img = _load_image(outputs["mask_file"])
@@ -630,17 +629,7 @@ default="Linear"
             if masks is not None:
                 design = design.iloc[masks[index], :]
             self.design_matrices_.append(design)
-        smoothing, affine, shape = self._data_parameters(params)
-        if self._given_masker is not None:
-            masker = _clone_masker(self._given_masker)
-        else:
-            masker = NiftiMasker(
-                mask_img=mask_img, target_affine=affine, target_shape=shape,
-                smoothing_fwhm=smoothing, t_r=self.t_r, mask_strategy="epi",
-                memory_level=self.memory_level)
-        masker.standardize = self.standardize_
-        self.masker_ = masker.fit()
-        self.n_elements_ = int(self.masker_.n_elements_)
+        self._set_masker(mask_img, params)
         self.labels_ = [_voxel_labels(model) for model in self.models_]
         self._results = None
         if not self.minimize_memory:
@@ -649,7 +638,74 @@ default="Linear"
             self._predicted = [_masked(path, mask) for path in outputs["predicted_files"]]
             self._r_square = [_masked(path, mask)[None, :] for path in outputs["r_square_files"]]
 
+    def _set_masker(self, mask_img, params):
+        """Prepare ``masker_`` (built on first access) and set ``n_elements_``.
+
+        On the usual path (no given masker, no resampling) the masker's mask is the fit's
+        mask as it is, so ``n_elements_`` and the maps' images come from the mask itself
+        and nilearn is not imported. Otherwise the masker is built now, as before.
+        """
+        smoothing, affine, shape = self._data_parameters(params)
+        self._masker = None
+        self._volume_mask = None
+        self._masker_args = {
+            "given": self._given_masker, "mask_img": mask_img, "target_affine": affine,
+            "target_shape": shape, "smoothing_fwhm": smoothing, "t_r": self.t_r,
+            "memory_level": self.memory_level, "standardize": self.standardize_}
+        if self._given_masker is None and affine is None and shape is None:
+            # The errors NiftiMasker.fit would raise now, not at the first use of masker_.
+            _check_masker_parameters(self._masker_args)
+            mask, mask_affine = _mask_of(mask_img)
+            self.n_elements_ = int(mask.sum())
+            if self.n_elements_ > 0:  # an empty mask: the masker raises nilearn's error
+                self._volume_mask = (mask, mask_affine)
+                return
+        self.n_elements_ = int(self.masker_.n_elements_)
+
+    def _fit_masker(self):
+        """The fitted masker: a clone of the given one, or a NiftiMasker of the fit's mask."""
+        args = self._masker_args
+        if args["given"] is not None:
+            masker = _clone_masker(args["given"])
+        else:
+            from nilearn.maskers import NiftiMasker
+
+            masker = NiftiMasker(
+                mask_img=args["mask_img"], target_affine=args["target_affine"],
+                target_shape=args["target_shape"], smoothing_fwhm=args["smoothing_fwhm"],
+                t_r=args["t_r"], mask_strategy="epi", memory_level=args["memory_level"])
+        masker.standardize = args["standardize"]
+        return masker.fit()
+
+    def _unmask(self, values):
+        """An image of in-mask values, as ``masker_.inverse_transform(values)`` makes it."""
+        volume_mask = self.__dict__.get("_volume_mask")
+        if (volume_mask is not None and isinstance(values, np.ndarray)
+                and values.dtype.kind == "f" and values.ndim in (1, 2)):
+            return _inverse_transform(values, *volume_mask)
+        return self.masker_.inverse_transform(values)
+
     # ------------------------------------------------------------------ fitted attributes
+    @property
+    def masker_(self):
+        """The fitted masker (``NiftiMasker``, or ``SurfaceMasker`` for surface runs).
+
+        Built on first access: importing nilearn takes most of a second, and neither the
+        fit nor the contrasts need it.
+        """
+        masker = self.__dict__.get("_masker")
+        if masker is None:
+            if "_masker_args" not in self.__dict__:  # not fitted (as a missing attribute)
+                raise AttributeError(
+                    f"'{type(self).__name__}' object has no attribute 'masker_'")
+            masker = self._masker = self._fit_masker()
+        return masker
+
+    @masker_.setter
+    def masker_(self, masker):
+        # The surface path sets its fitted SurfaceMasker.
+        self._masker = masker
+
     @property
     def mask_img_(self):
         """The analysis mask (``masker_.mask_img_``)."""
@@ -671,7 +727,7 @@ default="Linear"
                 "To access voxelwise attributes like R-squared, residuals, and predictions, "
                 "the FirstLevelModel needs to store them: set minimize_memory=False when "
                 "creating it.")
-        return [self.masker_.inverse_transform(values) for values in getattr(self, name)]
+        return [self._unmask(values) for values in getattr(self, name)]
 
     @property
     def residuals_(self):
@@ -786,7 +842,7 @@ default="Linear"
         wanted = OUTPUT_TYPES if output_type == "all" else (output_type,)
         images = {}
         for key in wanted:
-            image = self.masker_.inverse_transform(result.maps[key])
+            image = self._unmask(result.maps[key])
             if hasattr(image, "header"):  # a SurfaceImage (surface runs) has none
                 image.header["descrip"] = f"{key} of contrast {name}"
             images[key] = image
@@ -1082,6 +1138,84 @@ def _masked(path, mask):
     data = np.asarray(nib.load(path).dataobj)
     values = data[mask]
     return values.T if values.ndim == 2 else values
+
+
+def _is_nifti_masker(value):
+    """Whether ``value`` is a nilearn ``NiftiMasker``, without importing nilearn.
+
+    A masker object implies ``nilearn.maskers`` was imported; if it was not, no value
+    can be one.
+    """
+    maskers = sys.modules.get("nilearn.maskers")
+    return maskers is not None and isinstance(value, maskers.NiftiMasker)
+
+
+def _check_masker_parameters(args):
+    """Raise what ``NiftiMasker.fit`` (nilearn 0.14.1's ``check_params``) raises for these.
+
+    The masker is built later, if ever; a value it would reject must fail the fit as
+    before. Messages are nilearn's.
+    """
+    scalar = (float, np.floating, int, np.integer, type(None))
+    checks = (("smoothing_fwhm", scalar, "float | numpy.floating | int | numpy.integer | None"),
+              ("t_r", scalar, "float | numpy.floating | int | numpy.integer | None"),
+              ("memory_level", (int, np.integer), "int | numpy.integer"))
+    for name, types, described in checks:
+        value = args[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise TypeError(f"'{name}' must be of type(s): '{described}'.\n"
+                            f"Got: '{value.__class__.__name__}'")
+    allowed = ("zscore_sample", "psc", True, False, None)
+    if args["standardize"] not in allowed:
+        raise ValueError(f"'standardize' must be one of {allowed}.\n"
+                         f"'{args['standardize']}' was provided.")
+
+
+def _mask_of(mask_img):
+    """``(in-mask voxels, affine)`` as a NiftiMasker reads a mask: finite and non-zero."""
+    data = np.asanyarray(mask_img.dataobj)
+    mask = data != 0
+    if data.dtype.kind in "fc":
+        mask &= np.isfinite(data)
+    return mask, mask_img.affine
+
+
+def _inverse_transform(values, mask, affine):
+    """nilearn 0.14.1's ``NiftiMasker.inverse_transform`` of floating-point values.
+
+    Its steps, so its image: ``masking.unmask`` fills a Fortran-ordered array of the
+    values' dtype (zeros outside the mask) into an image without a header; the masker then
+    remakes it with ``new_img_like`` (that header, scaling, ``glmax`` and the data range
+    reset) and sets the header's data type to the values'.
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_voxels,) or (n_volumes, n_voxels)
+        Floating-point values of the voxels in ``mask``.
+    mask : ndarray of bool, 3D
+    affine : ndarray, shape (4, 4)
+
+    Returns
+    -------
+    Nifti1Image
+        3D for 1D ``values``, else 4D.
+    """
+    if values.ndim == 1:
+        data = np.zeros(mask.shape, dtype=values.dtype, order="F")
+        data[mask] = values
+    else:
+        data = np.zeros((*mask.shape, values.shape[0]), dtype=values.dtype, order="F")
+        data[mask, :] = values.T
+    unmasked = nib.Nifti1Image(data, affine)
+    header = unmasked.header.copy()
+    header["scl_slope"] = 0.0
+    header["scl_inter"] = 0.0
+    header["glmax"] = 0.0
+    header["cal_max"] = np.max(data) if data.size > 0 else 0.0
+    header["cal_min"] = np.min(data) if data.size > 0 else 0.0
+    image = nib.Nifti1Image(data, unmasked.affine, header=header)
+    image.set_data_dtype(values.dtype)
+    return image
 
 
 def _clone_masker(masker):
