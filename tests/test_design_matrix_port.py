@@ -27,10 +27,6 @@ from glmflow.core.hrf import compute_regressor as gf_compute_regressor
 # Warnings raised by pandas/numpy internals (deprecations) are not part of the contract.
 IGNORED_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
-# Test node names (request.node.name) whose values are allowed to differ by <= 1e-12 instead
-# of being bit-identical. Every entry must say why; keep empty unless a case is reported.
-INEXACT = {}
-
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -58,21 +54,18 @@ def call(func, *args, **kwargs):
                     if not issubclass(w.category, IGNORED_CATEGORIES)}
 
 
-def assert_same_values(ours, theirs, node_name):
-    """Bit-identical arrays (or within 1e-12 for the documented INEXACT cases)."""
+def assert_same_values(ours, theirs):
+    """Bit-identical arrays of the same shape and dtype."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape, f"shape {ours.shape} != nilearn's {theirs.shape}"
     assert ours.dtype == theirs.dtype, f"dtype {ours.dtype} != nilearn's {theirs.dtype}"
-    if node_name in INEXACT:
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
-        return
     diff = np.abs(ours.astype(float) - theirs.astype(float))
     assert np.array_equal(ours, theirs), (
         f"not bit-identical: max |diff| = {np.nanmax(diff) if diff.size else 0:.3e} in "
         f"{np.count_nonzero(diff)} of {diff.size} entries")
 
 
-def assert_same_design(ours, theirs, node_name):
+def assert_same_design(ours, theirs):
     """Same columns (values, order and types), index, dtypes and values."""
     assert isinstance(ours, pd.DataFrame)
     pd.testing.assert_index_equal(ours.columns, theirs.columns, exact=True)
@@ -80,10 +73,10 @@ def assert_same_design(ours, theirs, node_name):
     assert [type(c) for c in ours.columns] == [type(c) for c in theirs.columns]
     pd.testing.assert_index_equal(ours.index, theirs.index, exact=True)
     assert ours.dtypes.tolist() == theirs.dtypes.tolist()
-    assert_same_values(ours.to_numpy(), theirs.to_numpy(), node_name)
+    assert_same_values(ours.to_numpy(), theirs.to_numpy())
 
 
-def check_design(request, **kwargs):
+def check_design(**kwargs):
     """Build the design with both implementations; compare designs and warnings.
 
     Returns nilearn's design and warnings so that a test can check what its case exercises.
@@ -91,18 +84,18 @@ def check_design(request, **kwargs):
     theirs, their_warnings = call(nl_make_design, **kwargs)
     ours, our_warnings = call(gf_make_design, **kwargs)
     assert our_warnings == their_warnings
-    assert_same_design(ours, theirs, request.node.name)
+    assert_same_design(ours, theirs)
     return theirs, their_warnings
 
 
-def check_regressor(request, *args, **kwargs):
+def check_regressor(*args, **kwargs):
     """Same as ``check_design`` for ``compute_regressor``."""
     (theirs, their_names), their_warnings = call(nl_compute_regressor, *args, **kwargs)
     (ours, our_names), our_warnings = call(gf_compute_regressor, *args, **kwargs)
     assert our_warnings == their_warnings
     assert list(our_names) == list(their_names)
     assert [type(n) for n in our_names] == [type(n) for n in their_names]
-    assert_same_values(ours, theirs, request.node.name)
+    assert_same_values(ours, theirs)
     return theirs, their_warnings
 
 
@@ -193,10 +186,10 @@ def _fir_delays(hrf_model):
 @pytest.mark.parametrize("frames", list(FRAME_TIMES))
 @pytest.mark.parametrize("oversampling", [16, 50])
 @pytest.mark.parametrize("hrf_model", HRF_MODELS)
-def test_compute_regressor_hrf_models(request, hrf_model, oversampling, frames):
+def test_compute_regressor_hrf_models(hrf_model, oversampling, frames):
     events = base_events()
     condition = (events.onset.to_numpy(), events.duration.to_numpy(), np.ones(len(events)))
-    check_regressor(request, condition, hrf_model, FRAME_TIMES[frames], con_id="x",
+    check_regressor(condition, hrf_model, FRAME_TIMES[frames], con_id="x",
                     oversampling=oversampling, fir_delays=_fir_delays(hrf_model))
 
 
@@ -213,29 +206,29 @@ CONDITIONS = {
 @pytest.mark.parametrize("min_onset", [-24, 0])
 @pytest.mark.parametrize("hrf_model", ["glover", "spm + derivative + dispersion", "fir", None])
 @pytest.mark.parametrize("condition", list(CONDITIONS))
-def test_compute_regressor_conditions(request, condition, hrf_model, min_onset):
+def test_compute_regressor_conditions(condition, hrf_model, min_onset):
     """Amplitudes, delta events, clipping at both ends; default ``con_id``."""
     _, their_warnings = check_regressor(
-        request, CONDITIONS[condition], hrf_model, FRAME_TIMES["tr2.5-shifted"],
+        CONDITIONS[condition], hrf_model, FRAME_TIMES["tr2.5-shifted"],
         fir_delays=[1, 3] if hrf_model == "fir" else None, min_onset=min_onset)
     if condition == "before-start":  # the case exercises the early-onset warning
         assert their_warnings
 
 
-def test_compute_regressor_accepts_a_3_by_n_array(request):
+def test_compute_regressor_accepts_a_3_by_n_array():
     condition = np.array([[10.0, 40.0, 80.0], [5.0, 5.0, 1.0], [1.0, 2.0, 1.0]])
-    check_regressor(request, condition, "glover + derivative", FRAME_TIMES["tr2"])
+    check_regressor(condition, "glover + derivative", FRAME_TIMES["tr2"])
 
 
 @pytest.mark.parametrize("fir_delays", [[0, 1, 2], [1, 3], [2, 0, 1], [0.0, 1.0],
                                         np.array([0, 4, 8])],
                          ids=["0-1-2", "1-3", "unsorted", "floats", "array"])
 @pytest.mark.parametrize("oversampling", [1, 16, 50])
-def test_compute_regressor_fir_delays(request, fir_delays, oversampling):
+def test_compute_regressor_fir_delays(fir_delays, oversampling):
     """FIR delays become ints in the names; oversampling=1 takes nilearn's other branch."""
     events = base_events()
     condition = (events.onset, events.duration, np.ones(len(events)))
-    check_regressor(request, condition, "fir", FRAME_TIMES["tr2"], con_id="a",
+    check_regressor(condition, "fir", FRAME_TIMES["tr2"], con_id="a",
                     oversampling=oversampling, fir_delays=fir_delays)
 
 
@@ -282,15 +275,15 @@ def test_compute_regressor_errors(hrf_model, kwargs, expected):
 @pytest.mark.parametrize("frames", list(FRAME_TIMES))
 @pytest.mark.parametrize("oversampling", [16, 50])
 @pytest.mark.parametrize("hrf_model", HRF_MODELS)
-def test_design_hrf_models(request, hrf_model, oversampling, frames):
-    check_design(request, frame_times=FRAME_TIMES[frames], events=base_events(),
+def test_design_hrf_models(hrf_model, oversampling, frames):
+    check_design(frame_times=FRAME_TIMES[frames], events=base_events(),
                  hrf_model=hrf_model, fir_delays=_fir_delays(hrf_model),
                  oversampling=oversampling)
 
 
 @pytest.mark.parametrize("hrf_model", ["Glover + Derivative", "SPM", "FIR"])
-def test_design_lower_cases_hrf_model(request, hrf_model):
-    check_design(request, frame_times=FRAME_TIMES["tr2"], events=base_events(),
+def test_design_lower_cases_hrf_model(hrf_model):
+    check_design(frame_times=FRAME_TIMES["tr2"], events=base_events(),
                  hrf_model=hrf_model, fir_delays=[0, 2])
 
 
@@ -314,8 +307,8 @@ DRIFTS = [
 @pytest.mark.parametrize("with_events", [True, False], ids=["events", "drift-only"])
 @pytest.mark.parametrize("frames", list(FRAME_TIMES))
 @pytest.mark.parametrize("drift", DRIFTS)
-def test_design_drift_models(request, drift, frames, with_events):
-    theirs, their_warnings = check_design(request, frame_times=FRAME_TIMES[frames],
+def test_design_drift_models(drift, frames, with_events):
+    theirs, their_warnings = check_design(frame_times=FRAME_TIMES[frames],
                                           events=base_events() if with_events else None,
                                           **drift)
     if drift.get("high_pass") == 0.7:  # the case really exercises the saturation warning
@@ -327,8 +320,8 @@ def test_design_drift_models(request, drift, frames, with_events):
 
 @pytest.mark.parametrize("oversampling", [16, 50])
 @pytest.mark.parametrize("fir_delays", [[0, 1, 2], [1, 3], None], ids=["0-1-2", "1-3", "default"])
-def test_design_fir_delays(request, fir_delays, oversampling):
-    check_design(request, frame_times=FRAME_TIMES["tr2.5-shifted"], events=base_events(),
+def test_design_fir_delays(fir_delays, oversampling):
+    check_design(frame_times=FRAME_TIMES["tr2.5-shifted"], events=base_events(),
                  hrf_model="fir", fir_delays=fir_delays, oversampling=oversampling)
 
 
@@ -392,31 +385,31 @@ EVENTS = {
 
 @pytest.mark.parametrize("hrf_model", ["glover", "spm + derivative + dispersion", "fir"])
 @pytest.mark.parametrize("case", list(EVENTS))
-def test_design_events(request, case, hrf_model):
+def test_design_events(case, hrf_model):
     build, kwargs, expected_warning = EVENTS[case]
-    _, their_warnings = check_design(request, frame_times=FRAME_TIMES["tr2"], events=build(),
+    _, their_warnings = check_design(frame_times=FRAME_TIMES["tr2"], events=build(),
                                      hrf_model=hrf_model, fir_delays=[1, 3], **kwargs)
     if expected_warning:  # the case really exercises this warning
         assert any(expected_warning in message for _, message in their_warnings)
 
 
 @pytest.mark.parametrize("container", ["tsv", "csv", "pathlib", "list"])
-def test_design_events_containers(request, tmp_path, container):
+def test_design_events_containers(tmp_path, container):
     """nilearn also reads events from a TSV/CSV path and takes the first of a list."""
     events = base_events()
     path = tmp_path / f"events.{container if container == 'csv' else 'tsv'}"
     events.to_csv(path, sep="," if container == "csv" else "\t", index=False)
     given = {"tsv": str(path), "csv": str(path), "pathlib": path, "list": [events]}[container]
-    check_design(request, frame_times=FRAME_TIMES["tr2"], events=given,
+    check_design(frame_times=FRAME_TIMES["tr2"], events=given,
                  hrf_model="spm + derivative")
 
 
 @pytest.mark.parametrize("drift_model", ["cosine", "polynomial", None])
 @pytest.mark.parametrize("events", [True, False], ids=["events", "drift-only"])
-def test_design_float32_frame_times(request, events, drift_model):
+def test_design_float32_frame_times(events, drift_model):
     """float32 frame times: a float32 index, and a float32 design for drift-only ``None``."""
     frame_times = linspace_times(60, 2.0, 0.5).astype(np.float32)
-    check_design(request, frame_times=frame_times, events=base_events() if events else None,
+    check_design(frame_times=frame_times, events=base_events() if events else None,
                  hrf_model="glover + derivative + dispersion", drift_model=drift_model,
                  drift_order=2)
 
@@ -458,18 +451,18 @@ ADD_REGS = {
 
 
 @pytest.mark.parametrize("case", list(ADD_REGS))
-def test_design_add_regs(request, case):
+def test_design_add_regs(case):
     kwargs, with_events = ADD_REGS[case]
-    check_design(request, frame_times=FRAME_TIMES["tr2"],
+    check_design(frame_times=FRAME_TIMES["tr2"],
                  events=base_events() if with_events else None, **kwargs)
 
 
 @pytest.mark.parametrize("drift_model", ["cosine", "polynomial", None])
-def test_design_rank_deficient_is_regularised(request, drift_model):
+def test_design_rank_deficient_is_regularised(drift_model):
     """A duplicated confound makes the design singular: full_rank warns and regularises."""
     regs = _regs(2)
     regs = np.column_stack([regs, regs[:, 0]])
-    _, their_warnings = check_design(request, frame_times=FRAME_TIMES["tr2"],
+    _, their_warnings = check_design(frame_times=FRAME_TIMES["tr2"],
                                      events=base_events(), add_regs=regs,
                                      drift_model=drift_model)
     assert (UserWarning, "Matrix is singular at working precision, regularizing...") in \
