@@ -81,13 +81,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_hashing_after_fork)
 
 
-def _file_key(path, crypto):
-    st = os.stat(path)
-    # The change time cannot be set back (unlike the modification time): any write moves it.
-    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-            st.st_dev, crypto)
-
-
 def _hash_file(path, crypto, chunk_bytes=2**20):
     """Hex digest of a file's content (hashlib releases the GIL while it digests)."""
     digest = crypto()
@@ -109,7 +102,7 @@ def file_digest(path, crypto=hashlib.md5):
     read once however many nodes take it. A caller asking for a version that another
     thread is hashing waits for that result.
     """
-    key = _file_key(path, crypto)
+    key = (*read_ahead.file_version(path), crypto)
     while True:
         with _HASH_LOCK:
             if key in _FILE_HASHES:

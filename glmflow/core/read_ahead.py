@@ -26,8 +26,13 @@ _LOCK = threading.Lock()
 _READS = {}
 
 
-def _version(path):
-    """What identifies a file's content: path, size, modification and change times, inode."""
+def file_version(path):
+    """What identifies a file's content without reading it.
+
+    The real path, size, modification and change times, inode and device. The change
+    time cannot be set back (unlike the modification time): any write moves it, so a
+    file rewritten in place with its old time stamp is a new version.
+    """
     st = os.stat(path)
     return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
             st.st_dev)
@@ -37,7 +42,7 @@ class _Read:
     """One masked run being read by a background thread."""
 
     def __init__(self, bold_file, mask, mask_img, spill_dir, block_size):
-        self.version = _version(bold_file)
+        self.version = file_version(bold_file)
         self.mask = mask
         self.spill_dir = spill_dir
         self.block_size = block_size
@@ -58,7 +63,7 @@ class _Read:
 
     def matches(self, bold_file, mask, spill_dir, block_size):
         return (
-            self.version == _version(bold_file)
+            self.version == file_version(bold_file)
             and self.spill_dir == spill_dir
             and self.block_size == block_size
             and self.mask.shape == mask.shape
