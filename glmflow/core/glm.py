@@ -241,25 +241,36 @@ def design_rank(design):
     return int(np.linalg.matrix_rank(design, eps))
 
 
-def _whiten(data, rho, overwrite=False):
-    """AR(p) whitening as nilearn's ``ARModel.whiten``; ``rho`` is (order,) or (order, n).
+def _whiten(design, rho):
+    """AR(p) whitening of a design ``(n_scans, n_regressors)`` as nilearn's ``ARModel.whiten``.
 
-    Elementwise the same operations as nilearn (``w[i+1:] = w[i+1:] - rho_i * y[:-(i+1)]``
-    with ``y`` the unwhitened data), done in place where possible; with ``overwrite`` a
-    float64 ``data`` is whitened in its own memory.
+    ``rho`` is ``(order,)``: ``w[i+1:] = w[i+1:] - rho_i * x[:-(i+1)]`` for each lag ``i``,
+    with ``x`` the unwhitened design.
     """
-    data = np.asarray(data, np.float64)
-    order = rho.shape[0]
-    white = data if overwrite else data.copy()
-    # Each lag reads the *unwhitened* data: keep it where the lags would overwrite it.
-    source = data.copy() if overwrite and order > 1 else data
-    product = np.empty((data.shape[0] - 1, *data.shape[1:]))
-    for i in range(order):
-        coef = rho[i] if rho.ndim == 1 else rho[i][None, :]
-        lagged = product[: data.shape[0] - (i + 1)]
-        np.multiply(coef, source[: -(i + 1)], out=lagged)
-        np.subtract(white[(i + 1):], lagged, out=white[(i + 1):])
+    design = np.asarray(design, np.float64)
+    white = design.copy()
+    for i in range(rho.shape[0]):
+        white[(i + 1):] = white[(i + 1):] - rho[i] * design[: -(i + 1)]
     return white
+
+
+def _whiten_series(series, coef):
+    """Whiten voxel-major series ``(n_voxels, n_scans)`` in place, each with its own AR.
+
+    ``coef`` is ``(order, n_voxels)``. Elementwise the same operations as nilearn's
+    ``ARModel.whiten`` on each voxel's series (``w[t] = w[t] - rho_i * y[t - i - 1]`` for
+    every lag ``i``, with ``y`` the unwhitened series).
+    """
+    order, n_scans = coef.shape[0], series.shape[1]
+    # Each lag reads the *unwhitened* series: keep it where the lags would overwrite it.
+    source = series.copy() if order > 1 else series
+    product = np.empty((series.shape[0], n_scans - 1))
+    for i in range(order):
+        lag = i + 1
+        lagged = product[:, : n_scans - lag]
+        np.multiply(coef[i][:, None], source[:, :-lag], out=lagged)
+        np.subtract(series[:, lag:], lagged, out=series[:, lag:])
+    return series
 
 
 def _yule_walker(resid_t, order, mean, overwrite=False):
@@ -269,15 +280,24 @@ def _yule_walker(resid_t, order, mean, overwrite=False):
     computed beforehand and passed in. With ``overwrite`` the mean is subtracted in
     place (same values, same memory layout, one array less).
     """
-    n_scans = resid_t.shape[-1]
-    denom = n_scans - np.arange(order + 1)
     y = np.subtract(resid_t, mean, out=resid_t) if overwrite else resid_t - mean
+    return _solve_yule_walker(_lagged_sums(y, order), y.shape[-1])
+
+
+def _lagged_sums(y, order):
+    """``sum_t y[t] y[t - k]`` for ``k = 0..order`` of each voxel row, as nilearn sums them."""
     r = np.zeros((y.shape[0], order + 1), np.float64)
     r[:, 0] += (y[:, np.newaxis, :] @ y[:, :, np.newaxis])[:, 0, 0]
     for k in range(1, order + 1):
         r[:, k] += (y[:, np.newaxis, 0:-k] @ y[:, k:, np.newaxis])[:, 0, 0]
-    r /= denom * n_scans
-    rho = np.zeros((y.shape[0], order))
+    return r
+
+
+def _solve_yule_walker(sums, n_scans):
+    """AR coefficients from :func:`_lagged_sums` (nilearn's normalisation and solve)."""
+    order = sums.shape[1] - 1
+    r = sums / ((n_scans - np.arange(order + 1)) * n_scans)
+    rho = np.zeros((r.shape[0], order))
     usable = r[:, 0] > 0  # an all-zero residual has no autocorrelation to estimate
     if usable.any():
         # toeplitz(rr[:-1]) for every voxel at once: entry (i, j) is r[|i - j|].
@@ -404,6 +424,9 @@ def fit_glm(
         sample_mask=sample_mask,
     )
     calc_beta, ols_cov = _ols_parts(X)
+    # Chunks are voxel-major (one row per voxel, see _ChunkLoader): products are taken
+    # with the transposed operators, contiguous in memory.
+    calc_beta_t, design_t = np.ascontiguousarray(calc_beta.T), np.ascontiguousarray(X.T)
 
     # Degenerate voxels (constant or non-finite series) are found in the first pass over
     # the data, which every noise model needs anyway: no separate pass.
@@ -428,44 +451,68 @@ def fit_glm(
         label_cov = ols_cov[None]
 
         def fit_chunk(cols):
-            chunk = load(cols, first=True)
-            beta = calc_beta @ chunk
-            _store(cols, chunk, chunk, X, X, beta, betas, dispersion, outputs, dof)
+            series = load(cols, first=True)
+            beta = np.dot(series, calc_beta_t)
+            _store(cols, series, series, X, X, beta, betas, dispersion, outputs, dof)
 
         _map_chunks(fit_chunk, chunks, n_threads)
     elif order == 1:
-        # Two passes: the global residual mean (nilearn subtracts it before Yule-Walker),
-        # then per chunk OLS residuals -> AR(1) coefficient -> bin -> whitened refit.
-        mean = _residual_mean(load, X, calc_beta, chunks, n_threads)
+        # nilearn subtracts the mean of all OLS residuals (every voxel and scan) before
+        # Yule-Walker. With an intercept in the design each voxel's residuals sum to zero,
+        # so that mean is rounding noise: one pass fits every chunk without it, keeping
+        # each voxel's residual moments, which give the exact correction once the mean is
+        # known; the rare voxels whose bin that moves are refitted. Without an intercept,
+        # a first pass computes the mean.
+        one_pass = _has_intercept(X)
+        mean = 0.0 if one_pass else _residual_mean(load, X, calc_beta, chunks, n_threads)
+        moments = _ResidualMoments(n_voxels, n_scans) if one_pass else None
         binned = np.empty(n_voxels)
         groups = _GroupCache(X)
 
+        def refit(voxels, series, values):
+            _fit_groups(voxels, series, values, groups.get, X, betas, dispersion, outputs, dof)
+
         def fit_chunk(cols):
-            chunk = load(cols)
-            resid = np.dot(X, np.dot(calc_beta, chunk))
-            np.subtract(chunk, resid, out=resid)
-            rho = _yule_walker(resid.T, 1, mean, overwrite=True)[:, 0]
+            series = load(cols, first=one_pass)
+            resid = np.dot(np.dot(series, calc_beta_t), design_t)
+            np.subtract(series, resid, out=resid)
+            if moments is None:
+                rho = _yule_walker(resid, 1, mean, overwrite=True)[:, 0]
+            else:
+                rho = moments.record(cols, resid)[:, 0]
             del resid
             rho[degenerate[cols]] = 0.0
-            values = (rho * bins).astype(int) * 1.0 / bins  # nilearn's truncation
+            values = _ar1_bins(rho, bins)
             binned[cols] = values
-            _fit_groups(cols, chunk, values, groups.get, X, betas, dispersion, outputs, dof)
+            refit(np.arange(cols.start, cols.stop), series, values)
+            return series.sum(axis=0) if one_pass else None
 
-        _map_chunks(fit_chunk, chunks, n_threads)
+        scan_sums = _map_chunks(fit_chunk, chunks, n_threads)
+        if one_pass:
+            mean = _mean_residual(scan_sums, X, calc_beta, n_voxels)
+            rho = moments.coefficients(mean)[:, 0]
+            rho[degenerate] = 0.0
+            values = _ar1_bins(rho, bins)
+            moved = np.flatnonzero(values != binned)
+            binned[moved] = values[moved]
+            for cols in chunks:
+                rows = moved[(moved >= cols.start) & (moved < cols.stop)] - cols.start
+                if rows.size:
+                    refit(cols.start + rows, load(cols)[rows], values[cols.start + rows])
         values, label_index = np.unique(binned, return_inverse=True)
         # nilearn sorts labels as strings; the order does not change any result.
         labels = [str(v) for v in values]
-        label_cov = np.stack([groups.get(v)[1] for v in values])
+        label_cov = np.stack([groups.get(v).cov for v in values])
     else:
         rho = _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads)
         label_index, labels, label_rho = _group_voxels(rho, order, bins, random_state)
         del rho
         groups = _GroupCache(X, label_rho)
-        label_cov = np.stack([groups.get(g)[1] for g in range(len(labels))])
+        label_cov = np.stack([groups.get(g).cov for g in range(len(labels))])
 
         def fit_chunk(cols):
-            _fit_groups(cols, load(cols), label_index[cols], groups.get, X, betas, dispersion,
-                        outputs, dof, rho=label_rho)
+            _fit_groups(np.arange(cols.start, cols.stop), load(cols), label_index[cols],
+                        groups.get, X, betas, dispersion, outputs, dof, rho=label_rho)
 
         _map_chunks(fit_chunk, chunks, n_threads)
 
@@ -513,7 +560,12 @@ def fit_glm(
 
 
 class _ChunkLoader:
-    """Prepared float64 chunks; on the first pass, flags degenerate voxels as it goes.
+    """Prepared chunks as voxel-major float64; on the first pass, flags degenerate voxels.
+
+    The chunk is prepared (cleaned, scaled) in the run's own ``(n_scans, chunk)`` layout,
+    so every floating-point operation there is nilearn's in nilearn's order, and then
+    transposed to ``(chunk, n_scans)``: each voxel's series contiguous, which makes the
+    per-voxel sums and the per-group products of the fit run on contiguous rows.
 
     A voxel is degenerate when its prepared series is constant or not finite. Such series
     are replaced by zeros (keeping non-finite values out of shared sums such as the
@@ -524,23 +576,42 @@ class _ChunkLoader:
         self.prepare = prepare
         self.degenerate = degenerate
 
-    def __call__(self, cols, first=False):
+    def _prepared(self, cols, first):
         chunk = self.prepare(cols)
         if first:
             finite = np.isfinite(chunk).all(axis=0)
             self.degenerate[cols] = ~finite | (chunk == chunk[:1]).all(axis=0)
-        chunk = np.asarray(chunk, dtype=np.float64)
+        return chunk
+
+    def __call__(self, cols, first=False):
+        """The chunk ``(n_voxels_in_chunk, n_scans)``, float64, C-ordered."""
+        chunk = self._prepared(cols, first)
+        series = np.empty(chunk.shape[::-1])
+        series[...] = chunk.T
+        bad = self.degenerate[cols]
+        if bad.any():
+            series[bad & ~np.isfinite(series).all(axis=1)] = 0.0
+        return series
+
+    def time_major(self, cols, first=False):
+        """The chunk in the run's layout ``(n_scans, n_voxels_in_chunk)``, float64."""
+        chunk = np.array(self._prepared(cols, first), np.float64)  # a copy: zeroed below
         bad = self.degenerate[cols]
         if bad.any():
             chunk[:, bad & ~np.isfinite(chunk).all(axis=0)] = 0.0
         return chunk
+
+    def scan_sums(self, cols):
+        """First pass: flag the chunk's degenerate voxels; return its per-scan sums."""
+        return self.time_major(cols, first=True).sum(axis=1)
 
 
 class _GroupCache:
     """Whitened design, its pseudo-inverse and covariance per noise-model group.
 
     Keys are the AR(1) bin values themselves (``label_rho`` None) or group indices into
-    ``label_rho`` (AR(p>1)); each group's parts are computed once, on first use.
+    ``label_rho`` (AR(p>1)); each group's :class:`_GroupParts` are computed once, on first
+    use.
     """
 
     def __init__(self, X, label_rho=None):
@@ -552,91 +623,193 @@ class _GroupCache:
         parts = self.parts.get(key)
         if parts is None:
             rho = np.array([key]) if self.label_rho is None else self.label_rho[key]
-            white_design = _whiten(self.X, rho)
-            parts = (*_ols_parts(white_design), white_design)
-            self.parts[key] = parts
+            parts = self.parts[key] = _GroupParts(_whiten(self.X, rho))
         return parts
 
 
-def _fit_groups(cols, chunk, keys, lookup, X, betas, dispersion, outputs, dof, rho=None):
-    """Whitened refit of one chunk, one matrix product per noise-model group.
+class _GroupParts:
+    """What the refit of one group needs, from its whitened design ``WX``.
 
-    The chunk's columns are reordered so that every group is a contiguous block (one
+    Attributes
+    ----------
+    design, design_t : ``WX`` and its transpose (contiguous).
+    calc, calc_t : ``pinv(WX)`` (scipy's, as nilearn) and its transpose.
+    cov : ``pinv(WX) pinv(WX)^T``.
+    basis : ``U``, an orthonormal basis of the columns of ``WX`` (its left singular
+        vectors, with ``pinv``'s rank cut-off), shape ``(n_scans, rank)``.
+    from_basis : ``S^-1 V^T`` (rank x n_regressors): ``pinv(WX)^T = U S^-1 V^T``, so a
+        series' coordinates ``c = wy U`` give its effects ``beta = c S^-1 V^T``, and its
+        residual sum of squares is ``|wy|^2 - |c|^2``.
+    """
+
+    def __init__(self, design):
+        self.design = design
+        self.design_t = np.ascontiguousarray(design.T)
+        self.calc, self.cov = _ols_parts(design)
+        self.calc_t = np.ascontiguousarray(self.calc.T)
+        u, s, vh = spl.svd(design, full_matrices=False)
+        # scipy.linalg.pinv's default cut-off (max(M, N) * eps relative), so the rank agrees.
+        rank = int(np.sum(s > s.max(initial=0.0) * max(design.shape) * np.finfo(float).eps))
+        self.basis = np.ascontiguousarray(u[:, :rank])
+        self.from_basis = np.ascontiguousarray(vh[:rank] / s[:rank, None])
+
+
+#: The residual sum of squares of a group refit comes from the projection onto the
+#: whitened design's column space (|wy|^2 - |c|^2, one product instead of two) unless it
+#: is below this fraction of |wy|^2: a near-perfect fit, where that difference would lose
+#: digits; those voxels get nilearn's direct ``sum((wy - WX beta)**2)``.
+PROJECTION_MIN_RESIDUAL = 1e-2
+
+
+def _fit_groups(voxels, series, keys, lookup, X, betas, dispersion, outputs, dof, rho=None):
+    """Whitened refit of voxel-major series, one matrix product per noise-model group.
+
+    ``voxels`` are the indices of the series' voxels (rows) in the run.
+
+    The chunk's voxels (rows) are reordered so that every group is a contiguous block (one
     gather instead of one copy per group) and whitened at once with each voxel's
     coefficients (``keys`` are the AR(1) bin values, or group indices into ``rho``). Each
-    group's arithmetic is nilearn's (``ARModel(X, rho).fit(Y[:, group])``) column for
-    column.
+    group is nilearn's ``ARModel(X, rho).fit(Y[:, group])``: the same whitening, effects
+    ``pinv(WX) wy`` and residual variance, computed through the design's singular
+    vectors (:class:`_GroupParts`); equal to nilearn's to rounding.
     """
     uniq, inverse = np.unique(keys, return_inverse=True)
     if len(uniq) > 1:
         order = np.argsort(inverse, kind="stable")
-        white = chunk[:, order]
+        white = series.take(order, axis=0)
         keys = keys[order]
     else:
-        order = np.arange(chunk.shape[1])
-        white = chunk if outputs is None else chunk.copy()
+        order = np.arange(series.shape[0])
+        white = series if outputs is None else series.copy()
     coef = keys[None, :] if rho is None else rho[keys].T
-    white = _whiten(white, coef, overwrite=True)
+    white = _whiten_series(white, coef)
     bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
-    voxels = cols.start + order
-    chunk_betas = np.empty((X.shape[1], white.shape[1]))
-    chunk_dispersion = np.empty(white.shape[1])
+    voxels = voxels[order]
+    chunk_betas = np.empty((white.shape[0], X.shape[1]))
+    chunk_rss = _row_sums_of_squares(white)
     for g, key in enumerate(uniq):
         block = slice(bounds[g], bounds[g + 1])
-        g_calc, _, g_design = lookup(key)
-        w_block = white[:, block]
-        beta = np.dot(g_calc, w_block)
-        chunk_betas[:, block] = beta
+        parts = lookup(key)
+        w_block = white[block]
+        coords = np.dot(w_block, parts.basis)
+        beta = np.dot(coords, parts.from_basis)
+        chunk_betas[block] = beta
+        norms = chunk_rss[block]
+        rss = norms - _row_sums_of_squares(coords)
+        close = np.flatnonzero(rss <= PROJECTION_MIN_RESIDUAL * norms)
+        if close.size:
+            # wresid = wY - WX beta; dispersion = sum(wresid**2) / dof, as nilearn.
+            wresid = w_block[close] - np.dot(beta[close], parts.design_t)
+            rss[close] = _row_sums_of_squares(wresid)
+        chunk_rss[block] = rss
         if outputs is not None:
-            _store(voxels[block], chunk[:, order[block]], w_block, X, g_design, beta, betas,
-                   dispersion, outputs, dof)
-        # wresid = wY - WX beta; dispersion = sum(wresid**2) / dof, as nilearn, in place.
-        wresid = np.dot(g_design, beta)
-        np.subtract(w_block, wresid, out=wresid)
-        np.square(wresid, out=wresid)
-        chunk_dispersion[block] = wresid.sum(axis=0)
-    chunk_dispersion /= dof
-    betas[:, voxels] = chunk_betas
-    dispersion[voxels] = chunk_dispersion
+            _store(voxels[block], series[order[block]], w_block, X, parts.design, beta,
+                   betas, dispersion, outputs, dof)
+    betas[:, voxels] = chunk_betas.T
+    if outputs is None:
+        dispersion[voxels] = chunk_rss / dof
 
 
-def _store(cols, data, white, X, white_design, beta, betas, dispersion, outputs, dof):
-    """Record the fit of some voxels (``cols``) of the current chunk."""
-    wresid = white - white_design @ beta
-    betas[:, cols] = beta
-    dispersion[cols] = np.sum(wresid**2, 0) / dof
+def _row_sums_of_squares(rows):
+    return np.einsum("ij,ij->i", rows, rows)
+
+
+def _store(cols, series, white, X, white_design, beta, betas, dispersion, outputs, dof):
+    """Record the fit of some voxels (``cols``) of the current voxel-major chunk.
+
+    ``series`` and ``white`` are ``(n_voxels, n_scans)``, ``beta`` ``(n_voxels,
+    n_regressors)``.
+    """
+    fitted = np.dot(beta, white_design.T)
+    wresid = white - fitted
+    betas[:, cols] = beta.T
+    dispersion[cols] = _row_sums_of_squares(wresid) / dof
     if outputs is not None:
-        predicted = X @ beta
-        outputs.predicted[:, cols] = predicted
-        outputs.residuals[:, cols] = data - predicted
-        outputs.r_square[cols] = np.var(white_design @ beta, 0) / np.var(white, 0)
+        predicted = np.dot(beta, X.T)
+        outputs.predicted[:, cols] = predicted.T
+        outputs.residuals[:, cols] = (series - predicted).T
+        outputs.r_square[cols] = np.var(fitted, 1) / np.var(white, 1)
 
 
 def _residual_mean(load, X, calc_beta, chunks, n_threads=1):
     """Mean of all OLS residuals (every voxel and scan) from one pass over the data.
 
+    This is the first pass (it flags degenerate voxels). The chunks' sums are added in
+    chunk order whatever the number of threads, so the mean does not depend on it.
+    """
+    return _mean_residual(_map_chunks(load.scan_sums, chunks, n_threads), X, calc_beta,
+                          chunks[-1].stop if chunks else 0)
+
+
+def _mean_residual(scan_sums, X, calc_beta, n_voxels):
+    """Mean of all OLS residuals from the chunks' per-scan sums of the data (in order).
+
     The residuals' sum over voxels is linear in the data, ``(I - X X^+) sum_v y_v``, so
-    the mean needs only the per-scan sums of the data. This is the first pass (it flags
-    degenerate voxels). The mean only moves AR(1) coefficients by rounding, far below the
-    ``1/bins`` grid they are truncated onto. The chunks' sums are added in chunk order
-    whatever the number of threads, so the mean does not depend on it.
+    the mean needs only the per-scan sums. It only moves AR coefficients by rounding, far
+    below the ``1/bins`` grid they are truncated onto.
     """
     n_scans = X.shape[0]
-    n_voxels = chunks[-1].stop if chunks else 0
-    scan_sums = np.zeros(n_scans)
-    for sums in _map_chunks(lambda cols: load(cols, first=True).sum(axis=1), chunks, n_threads):
-        scan_sums += sums
-    resid_sum = scan_sums - X @ (calc_beta @ scan_sums)
+    total = np.zeros(n_scans)
+    for sums in scan_sums:
+        total += sums
+    resid_sum = total - X @ (calc_beta @ total)
     return resid_sum.sum() / (n_scans * n_voxels)
+
+
+def _has_intercept(X):
+    """Whether a column of the design is a non-zero constant (nilearn's ``constant``)."""
+    return bool(np.any(np.all(X == X[:1], axis=0) & (X[0] != 0)))
+
+
+def _ar1_bins(rho, bins):
+    """nilearn's AR(1) grouping: the coefficient truncated onto a grid of ``1/bins``."""
+    return (rho * bins).astype(int) * 1.0 / bins
+
+
+class _ResidualMoments:
+    """Per-voxel OLS residual moments: AR(1) coefficients for any global residual mean.
+
+    Yule-Walker needs ``r0 = sum_t y_t^2`` and ``r1 = sum_t y_t y_(t-1)`` of ``y = e - m``
+    (``e`` a voxel's residuals, ``m`` the mean of all residuals). They follow from the
+    sums of ``e`` itself: ``r0 = R0 - 2 m S + n m^2`` and ``r1 = R1 - m (2 S - e_0 -
+    e_(n-1)) + (n - 1) m^2`` with ``S = sum_t e_t``. With ``m = 0`` the coefficients are
+    bit for bit those of :func:`_yule_walker`.
+    """
+
+    def __init__(self, n_voxels, n_scans):
+        self.n_scans = n_scans
+        self.sums = np.zeros((n_voxels, 2))
+        self.total = np.zeros(n_voxels)
+        self.ends = np.zeros((n_voxels, 2))
+
+    def record(self, cols, resid):
+        """Keep the moments of voxel rows ``resid``; return their AR(1) with ``m = 0``."""
+        sums = _lagged_sums(resid, 1)
+        self.sums[cols] = sums
+        self.total[cols] = resid.sum(axis=1)
+        self.ends[cols, 0], self.ends[cols, 1] = resid[:, 0], resid[:, -1]
+        return _solve_yule_walker(sums, self.n_scans)
+
+    def coefficients(self, mean):
+        """AR(1) coefficients of every voxel with the global mean ``mean`` subtracted."""
+        n_scans = self.n_scans
+        sums = self.sums
+        if mean != 0:
+            sums = sums.copy()
+            sums[:, 0] += n_scans * mean**2 - 2 * mean * self.total
+            sums[:, 1] += (n_scans - 1) * mean**2 - mean * (
+                2 * self.total - self.ends[:, 0] - self.ends[:, 1])
+        return _solve_yule_walker(sums, n_scans)
 
 
 def _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads=1):
     """Per-voxel Yule-Walker AR(p) coefficients of the OLS residuals (nilearn's rule).
 
     nilearn subtracts the mean of *all* residuals (every voxel and scan) first. K-means
-    reacts to the last bit of its input, so the residuals are gathered in nilearn's layout
-    and averaged exactly as nilearn does while they fit in :data:`EXACT_MEAN_MAX_BYTES`;
-    beyond that the mean comes from per-scan sums (:func:`_residual_mean`).
+    reacts to the last bit of its input, so the residuals are computed in nilearn's layout
+    with nilearn's products (time-major chunks), and gathered and averaged exactly as
+    nilearn does while they fit in :data:`EXACT_MEAN_MAX_BYTES`; beyond that the mean
+    comes from per-scan sums (:func:`_residual_mean`).
     """
     n_scans = X.shape[0]
     n_voxels = degenerate.shape[0]
@@ -645,7 +818,7 @@ def _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads=1)
         resid = np.empty((n_scans, n_voxels))
 
         def residuals(cols):
-            chunk = load(cols, first=True)
+            chunk = load.time_major(cols, first=True)
             resid[:, cols] = chunk - np.dot(X, np.dot(calc_beta, chunk))
 
         def coefficients(cols):
@@ -659,7 +832,7 @@ def _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads=1)
         mean = _residual_mean(load, X, calc_beta, chunks, n_threads)
 
         def coefficients(cols):
-            chunk = load(cols)
+            chunk = load.time_major(cols)
             resid = chunk - np.dot(X, np.dot(calc_beta, chunk))
             rho[cols] = _yule_walker(resid.T, order, mean)
 
