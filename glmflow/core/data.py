@@ -186,19 +186,23 @@ def iter_volumes(img):
 class SpilledRun:
     """A masked run ``(n_scans, n_voxels)`` kept on disk, read back by blocks of voxels.
 
-    The file holds consecutive blocks of ``block_size`` voxels, each a C-ordered
-    ``(n_scans, block)`` array, so reading a block is one contiguous read. Supports
-    ``run[:, start:stop]`` (a new C-ordered array), ``run[rows]`` and ``np.asarray(run)``
-    (the whole run in memory), ``shape``, ``dtype`` and ``ndim``. The file is removed when
-    the object is closed or garbage collected, by the process that made it only (a forked
-    child's copy leaves it to its parent).
+    The voxels are stored in file order (``voxel_order[j]`` is the mask-order index of
+    stored column ``j``): gathering them from each volume that way reads the volume
+    forward, about three times faster than in the mask's (C) order. The file holds
+    consecutive blocks of ``block_size`` stored columns, each a C-ordered
+    ``(n_scans, block)`` array, so reading a block is one contiguous read
+    (:meth:`stored`). Indexing (``run[:, cols]``, ``run[rows]``) and ``np.asarray(run)``
+    give the mask's order, as :func:`load_masked_run` does in memory. The file is removed
+    when the object is closed or garbage collected, by the process that made it only (a
+    forked child's copy leaves it to its parent).
     """
 
-    def __init__(self, path, n_scans, n_voxels, dtype, block_size):
+    def __init__(self, path, n_scans, n_voxels, dtype, block_size, voxel_order=None):
         self.path = str(path)
         self.shape = (int(n_scans), int(n_voxels))
         self.dtype = np.dtype(dtype)
         self.block_size = int(block_size)
+        self.voxel_order = None if voxel_order is None else np.asarray(voxel_order)
         self.ndim = 2
         self._owner = os.getpid()
         self._fd = os.open(self.path, os.O_RDONLY)
@@ -221,15 +225,11 @@ class SpilledRun:
             filled += n_read
         return out
 
-    def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            return np.asarray(self)[key]
-        rows, cols = key
-        if not (isinstance(rows, slice) and rows == slice(None) and isinstance(cols, slice)):
-            return np.asarray(self)[key]
+    def stored(self, cols):
+        """Stored columns ``cols`` (a slice, in file order): a new C-ordered array."""
         start, stop, step = cols.indices(self.shape[1])
         if step != 1 or stop <= start:
-            return np.asarray(self)[key]
+            raise ValueError(f"stored() takes a forward slice of columns; got {cols!r}.")
         first, last = start // self.block_size, (stop - 1) // self.block_size
         if first == last and self._block_bounds(first) == (start, stop):
             return self._read_block(first)  # the usual case: chunks are blocks
@@ -240,8 +240,28 @@ class SpilledRun:
             out[:, lo - start:hi - start] = self._read_block(index)[:, lo - b_start:hi - b_start]
         return out
 
+    def voxels(self, cols):
+        """Mask-order indices of stored columns ``cols``."""
+        if self.voxel_order is None:
+            return np.arange(*cols.indices(self.shape[1])[:2])
+        return self.voxel_order[cols]
+
+    def __getitem__(self, key):
+        if self.voxel_order is None and isinstance(key, tuple):
+            rows, cols = key
+            if (isinstance(rows, slice) and rows == slice(None) and isinstance(cols, slice)
+                    and cols.indices(self.shape[1])[2] == 1):
+                return self.stored(cols)
+        return np.ascontiguousarray(np.asarray(self)[key])
+
     def __array__(self, dtype=None, copy=None):
-        out = self[:, 0:self.shape[1]]
+        if self.voxel_order is None:
+            out = self.stored(slice(0, self.shape[1]))
+        else:
+            out = np.empty(self.shape, self.dtype)
+            for index in range(-(-self.shape[1] // self.block_size)):
+                start, stop = self._block_bounds(index)
+                out[:, self.voxel_order[start:stop]] = self._read_block(index)
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __len__(self):
@@ -265,26 +285,31 @@ def _spill_masked_stream(img, mask, spill_dir, block_size, cancel=None):
     """As :func:`_load_masked_stream`, written by voxel blocks to a file in ``spill_dir``.
 
     Volumes are gathered a few at a time and each block's rows appended at its place in
-    the file, so memory holds one small group of volumes.
+    the file, so memory holds one small group of volumes. The voxels are gathered, and
+    stored, in the file's order (see :class:`SpilledRun`).
     """
     from glmflow.core.glm import chunk_size_for
 
     slope, inter = _scale_factors(img.dataobj)
     positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    voxel_order = np.argsort(positions, kind="stable")
+    positions = positions[voxel_order]
+    plain = slope == 1 and inter == 0
     n_scans, n_voxels = img.shape[3], positions.size
     block = int(block_size or chunk_size_for(n_scans))
     fd, path = tempfile.mkstemp(prefix="glmflow-run-", suffix=".f", dir=spill_dir)
     try:
-        group = buffer = None
-        dtype = None
+        buffer = None
         filled = first_row = 0
         for index, raw in enumerate(_raw_volumes(img, reuse=True, cancel=cancel)):
-            values = apply_read_scaling(raw.take(positions), slope, inter)
             if buffer is None:
-                dtype = _float_dtype(values.dtype)
+                dtype = _float_dtype(apply_read_scaling(raw[:1], slope, inter).dtype)
                 group = max(1, int(SPILL_BUFFER_BYTES // (n_voxels * dtype.itemsize)))
                 buffer = np.empty((min(group, n_scans), n_voxels), dtype)
-            buffer[filled] = values
+            if plain and raw.dtype == dtype:
+                np.take(raw, positions, out=buffer[filled])
+            else:
+                buffer[filled] = apply_read_scaling(raw.take(positions), slope, inter)
             filled += 1
             if filled == buffer.shape[0] or index == n_scans - 1:
                 _write_rows(fd, buffer[:filled], first_row, n_scans, block, dtype.itemsize)
@@ -292,7 +317,7 @@ def _spill_masked_stream(img, mask, spill_dir, block_size, cancel=None):
                 filled = 0
         os.close(fd)
         fd = None
-        return SpilledRun(path, n_scans, n_voxels, dtype, block)
+        return SpilledRun(path, n_scans, n_voxels, dtype, block, voxel_order)
     except BaseException:
         if fd is not None:
             os.close(fd)

@@ -25,6 +25,7 @@ import functools
 import json
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg as spl
@@ -190,7 +191,8 @@ class _Preprocessor:
         )
 
     def __call__(self, columns):
-        chunk = self.raw[:, columns]
+        stored = getattr(self.raw, "stored", None)  # a SpilledRun: its columns as stored
+        chunk = stored(columns) if stored else self.raw[:, columns]
         if self.needs_clean:
             from nilearn.signal import clean
 
@@ -209,20 +211,32 @@ class _Preprocessor:
         return 100 * (chunk / mean - 1)
 
 
-def _chunks(n_voxels, size):
+class _Chunk(NamedTuple):
+    """Voxels processed together: ``cols`` is what is read (columns of the run as
+    stored), ``voxels`` their indices in the mask's order (where results go)."""
+
+    cols: slice
+    voxels: np.ndarray
+
+
+def _chunks(raw, size):
+    """The run's chunks of ``size`` stored columns (a spilled run's blocks)."""
+    n_voxels = raw.shape[1]
+    voxels_of = getattr(raw, "voxels", None)  # a SpilledRun stores voxels in file order
     for start in range(0, n_voxels, size):
-        yield slice(start, min(start + size, n_voxels))
+        cols = slice(start, min(start + size, n_voxels))
+        yield _Chunk(cols, voxels_of(cols) if voxels_of else np.arange(cols.start, cols.stop))
 
 
 def _map_chunks(function, chunks, n_threads=1):
-    """``[function(cols) for cols in chunks]``, on ``n_threads`` threads, results in order.
+    """``[function(chunk) for chunk in chunks]``, on ``n_threads`` threads, in order.
 
     Chunks are independent (each writes its own voxels' columns), and NumPy and BLAS
     release the GIL on arrays this size, so threads scale. Each chunk's arithmetic is the
     same whichever thread runs it: the results do not depend on ``n_threads``.
     """
     if n_threads <= 1 or len(chunks) < 2:
-        return [function(cols) for cols in chunks]
+        return [function(chunk) for chunk in chunks]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
@@ -414,7 +428,7 @@ def fit_glm(
     n_voxels = raw.shape[1]
     # A run spilled to disk is read back in its own blocks (one contiguous read each).
     size = getattr(raw, "block_size", None) or chunk_size or chunk_size_for(n_scans)
-    chunks = list(_chunks(n_voxels, size))
+    chunks = list(_chunks(raw, size))
     prepare = _Preprocessor(
         raw,
         mask_img=mask_img,
@@ -450,10 +464,10 @@ def fit_glm(
         labels = ["0.0"]
         label_cov = ols_cov[None]
 
-        def fit_chunk(cols):
-            series = load(cols, first=True)
+        def fit_chunk(chunk):
+            series = load(chunk, first=True)
             beta = np.dot(series, calc_beta_t)
-            _store(cols, series, series, X, X, beta, betas, dispersion, outputs, dof)
+            _store(chunk.voxels, series, series, X, X, beta, betas, dispersion, outputs, dof)
 
         _map_chunks(fit_chunk, chunks, n_threads)
     elif order == 1:
@@ -472,19 +486,19 @@ def fit_glm(
         def refit(voxels, series, values):
             _fit_groups(voxels, series, values, groups.get, X, betas, dispersion, outputs, dof)
 
-        def fit_chunk(cols):
-            series = load(cols, first=one_pass)
+        def fit_chunk(chunk):
+            series = load(chunk, first=one_pass)
             resid = np.dot(np.dot(series, calc_beta_t), design_t)
             np.subtract(series, resid, out=resid)
             if moments is None:
                 rho = _yule_walker(resid, 1, mean, overwrite=True)[:, 0]
             else:
-                rho = moments.record(cols, resid)[:, 0]
+                rho = moments.record(chunk.voxels, resid)[:, 0]
             del resid
-            rho[degenerate[cols]] = 0.0
+            rho[degenerate[chunk.voxels]] = 0.0
             values = _ar1_bins(rho, bins)
-            binned[cols] = values
-            refit(np.arange(cols.start, cols.stop), series, values)
+            binned[chunk.voxels] = values
+            refit(chunk.voxels, series, values)
             return series.sum(axis=0) if one_pass else None
 
         scan_sums = _map_chunks(fit_chunk, chunks, n_threads)
@@ -493,12 +507,13 @@ def fit_glm(
             rho = moments.coefficients(mean)[:, 0]
             rho[degenerate] = 0.0
             values = _ar1_bins(rho, bins)
-            moved = np.flatnonzero(values != binned)
+            moved = values != binned
             binned[moved] = values[moved]
-            for cols in chunks:
-                rows = moved[(moved >= cols.start) & (moved < cols.stop)] - cols.start
+            for chunk in chunks:
+                rows = np.flatnonzero(moved[chunk.voxels])
                 if rows.size:
-                    refit(cols.start + rows, load(cols)[rows], values[cols.start + rows])
+                    voxels = chunk.voxels[rows]
+                    refit(voxels, load(chunk)[rows], values[voxels])
         values, label_index = np.unique(binned, return_inverse=True)
         # nilearn sorts labels as strings; the order does not change any result.
         labels = [str(v) for v in values]
@@ -510,9 +525,9 @@ def fit_glm(
         groups = _GroupCache(X, label_rho)
         label_cov = np.stack([groups.get(g).cov for g in range(len(labels))])
 
-        def fit_chunk(cols):
-            _fit_groups(np.arange(cols.start, cols.stop), load(cols), label_index[cols],
-                        groups.get, X, betas, dispersion, outputs, dof, rho=label_rho)
+        def fit_chunk(chunk):
+            _fit_groups(chunk.voxels, load(chunk), label_index[chunk.voxels], groups.get, X,
+                        betas, dispersion, outputs, dof, rho=label_rho)
 
         _map_chunks(fit_chunk, chunks, n_threads)
 
@@ -576,34 +591,34 @@ class _ChunkLoader:
         self.prepare = prepare
         self.degenerate = degenerate
 
-    def _prepared(self, cols, first):
-        chunk = self.prepare(cols)
+    def _prepared(self, chunk, first):
+        data = self.prepare(chunk.cols)
         if first:
-            finite = np.isfinite(chunk).all(axis=0)
-            self.degenerate[cols] = ~finite | (chunk == chunk[:1]).all(axis=0)
-        return chunk
+            finite = np.isfinite(data).all(axis=0)
+            self.degenerate[chunk.voxels] = ~finite | (data == data[:1]).all(axis=0)
+        return data
 
-    def __call__(self, cols, first=False):
+    def __call__(self, chunk, first=False):
         """The chunk ``(n_voxels_in_chunk, n_scans)``, float64, C-ordered."""
-        chunk = self._prepared(cols, first)
-        series = np.empty(chunk.shape[::-1])
-        series[...] = chunk.T
-        bad = self.degenerate[cols]
+        data = self._prepared(chunk, first)
+        series = np.empty(data.shape[::-1])
+        series[...] = data.T
+        bad = self.degenerate[chunk.voxels]
         if bad.any():
             series[bad & ~np.isfinite(series).all(axis=1)] = 0.0
         return series
 
-    def time_major(self, cols, first=False):
+    def time_major(self, chunk, first=False):
         """The chunk in the run's layout ``(n_scans, n_voxels_in_chunk)``, float64."""
-        chunk = np.array(self._prepared(cols, first), np.float64)  # a copy: zeroed below
-        bad = self.degenerate[cols]
+        data = np.array(self._prepared(chunk, first), np.float64)  # a copy: zeroed below
+        bad = self.degenerate[chunk.voxels]
         if bad.any():
-            chunk[:, bad & ~np.isfinite(chunk).all(axis=0)] = 0.0
-        return chunk
+            data[:, bad & ~np.isfinite(data).all(axis=0)] = 0.0
+        return data
 
-    def scan_sums(self, cols):
+    def scan_sums(self, chunk):
         """First pass: flag the chunk's degenerate voxels; return its per-scan sums."""
-        return self.time_major(cols, first=True).sum(axis=1)
+        return self.time_major(chunk, first=True).sum(axis=1)
 
 
 class _GroupCache:
@@ -714,21 +729,21 @@ def _row_sums_of_squares(rows):
     return np.einsum("ij,ij->i", rows, rows)
 
 
-def _store(cols, series, white, X, white_design, beta, betas, dispersion, outputs, dof):
-    """Record the fit of some voxels (``cols``) of the current voxel-major chunk.
+def _store(voxels, series, white, X, white_design, beta, betas, dispersion, outputs, dof):
+    """Record the fit of some voxels (indices ``voxels``) of the current voxel-major chunk.
 
     ``series`` and ``white`` are ``(n_voxels, n_scans)``, ``beta`` ``(n_voxels,
     n_regressors)``.
     """
     fitted = np.dot(beta, white_design.T)
     wresid = white - fitted
-    betas[:, cols] = beta.T
-    dispersion[cols] = _row_sums_of_squares(wresid) / dof
+    betas[:, voxels] = beta.T
+    dispersion[voxels] = _row_sums_of_squares(wresid) / dof
     if outputs is not None:
         predicted = np.dot(beta, X.T)
-        outputs.predicted[:, cols] = predicted.T
-        outputs.residuals[:, cols] = (series - predicted).T
-        outputs.r_square[cols] = np.var(fitted, 1) / np.var(white, 1)
+        outputs.predicted[:, voxels] = predicted.T
+        outputs.residuals[:, voxels] = (series - predicted).T
+        outputs.r_square[voxels] = np.var(fitted, 1) / np.var(white, 1)
 
 
 def _residual_mean(load, X, calc_beta, chunks, n_threads=1):
@@ -738,7 +753,7 @@ def _residual_mean(load, X, calc_beta, chunks, n_threads=1):
     chunk order whatever the number of threads, so the mean does not depend on it.
     """
     return _mean_residual(_map_chunks(load.scan_sums, chunks, n_threads), X, calc_beta,
-                          chunks[-1].stop if chunks else 0)
+                          sum(len(chunk.voxels) for chunk in chunks))
 
 
 def _mean_residual(scan_sums, X, calc_beta, n_voxels):
@@ -782,12 +797,12 @@ class _ResidualMoments:
         self.total = np.zeros(n_voxels)
         self.ends = np.zeros((n_voxels, 2))
 
-    def record(self, cols, resid):
+    def record(self, voxels, resid):
         """Keep the moments of voxel rows ``resid``; return their AR(1) with ``m = 0``."""
         sums = _lagged_sums(resid, 1)
-        self.sums[cols] = sums
-        self.total[cols] = resid.sum(axis=1)
-        self.ends[cols, 0], self.ends[cols, 1] = resid[:, 0], resid[:, -1]
+        self.sums[voxels] = sums
+        self.total[voxels] = resid.sum(axis=1)
+        self.ends[voxels, 0], self.ends[voxels, 1] = resid[:, 0], resid[:, -1]
         return _solve_yule_walker(sums, self.n_scans)
 
     def coefficients(self, mean):
@@ -817,12 +832,12 @@ def _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads=1)
     if n_scans * n_voxels * 8 <= EXACT_MEAN_MAX_BYTES:
         resid = np.empty((n_scans, n_voxels))
 
-        def residuals(cols):
-            chunk = load.time_major(cols, first=True)
-            resid[:, cols] = chunk - np.dot(X, np.dot(calc_beta, chunk))
+        def residuals(chunk):
+            data = load.time_major(chunk, first=True)
+            resid[:, chunk.voxels] = data - np.dot(X, np.dot(calc_beta, data))
 
-        def coefficients(cols):
-            rho[cols] = _yule_walker(resid[:, cols].T, order, mean)
+        def coefficients(chunk):
+            rho[chunk.voxels] = _yule_walker(resid[:, chunk.voxels].T, order, mean)
 
         _map_chunks(residuals, chunks, n_threads)
         mean = resid.T.mean()
@@ -831,10 +846,10 @@ def _ar_coefficients(load, X, calc_beta, order, chunks, degenerate, n_threads=1)
     else:
         mean = _residual_mean(load, X, calc_beta, chunks, n_threads)
 
-        def coefficients(cols):
-            chunk = load.time_major(cols)
-            resid = chunk - np.dot(X, np.dot(calc_beta, chunk))
-            rho[cols] = _yule_walker(resid.T, order, mean)
+        def coefficients(chunk):
+            data = load.time_major(chunk)
+            resid = data - np.dot(X, np.dot(calc_beta, data))
+            rho[chunk.voxels] = _yule_walker(resid.T, order, mean)
 
         _map_chunks(coefficients, chunks, n_threads)
     rho[degenerate] = 0.0
