@@ -41,6 +41,7 @@ from glmflow.core import read_ahead
 from glmflow.core.errors import ParameterError
 from glmflow.core.lock import WorkdirLock
 from glmflow.core.run_errors import NodeFailure, WorkflowError
+from glmflow.core.versions import file_version
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SGE", "SLURMGraph", "SGEGraph")
 
@@ -102,7 +103,7 @@ def file_digest(path, crypto=hashlib.md5):
     read once however many nodes take it. A caller asking for a version that another
     thread is hashing waits for that result.
     """
-    key = (*read_ahead.file_version(path), crypto)
+    key = (*file_version(path), crypto)
     while True:
         with _HASH_LOCK:
             if key in _FILE_HASHES:

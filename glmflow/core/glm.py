@@ -21,8 +21,12 @@ Deliberate differences (documented in the README):
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import json
+import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -31,6 +35,7 @@ import numpy as np
 import scipy.linalg as spl
 
 from glmflow.core.errors import DesignError, ModelFileError, ParameterError
+from glmflow.core.versions import file_version
 
 MODEL_FORMAT = "glmflow-run-model"
 MODEL_VERSION = 1
@@ -878,8 +883,20 @@ def _group_voxels(rho, order, bins, random_state):
     return label_index, [str(v) for v in labels], label_rho
 
 
+#: The model this process wrote last, by file version: ``{file_version: RunModel}``. On
+#: the Linear plugin the contrast steps run in the process that fitted the model, and
+#: take it from here instead of reading the file back.
+_LAST_SAVED = {}
+_LAST_SAVED_LOCK = threading.Lock()
+
+
 def save_model(model: RunModel, path):
-    """Write a :class:`RunModel` to a versioned ``.npz`` file (atomically)."""
+    """Write a :class:`RunModel` to a versioned ``.npz`` file (atomically).
+
+    The process remembers the last model it wrote (until it writes another), so that
+    :func:`load_model` of that same file version returns it without reading. The model's
+    ``betas`` array is shared with that memory and becomes read-only.
+    """
     from glmflow.core.io import atomic_path
 
     header = {
@@ -892,25 +909,48 @@ def save_model(model: RunModel, path):
         "geometry": model.geometry,
         "geometry_info": model.geometry_info,
     }
+    header_text = json.dumps(header)
+    arrays = {
+        "betas": model.betas,
+        "dispersion": model.dispersion,
+        "label_index": model.label_index,
+        "label_cov": model.label_cov,
+        "mask": model.mask,
+        "degenerate": model.degenerate,
+    }
     # Surface/CIFTI models have no affine (np.savez cannot store None without pickling).
-    affine = {} if model.affine is None else {"affine": model.affine}
+    if model.affine is not None:
+        arrays["affine"] = model.affine
     with atomic_path(path) as tmp, open(tmp, "wb") as fobj:
-        np.savez(
-            fobj,
-            header=np.array(json.dumps(header)),
-            betas=model.betas,
-            dispersion=model.dispersion,
-            label_index=model.label_index,
-            label_cov=model.label_cov,
-            mask=model.mask,
-            degenerate=model.degenerate,
-            **affine,
-        )
+        np.savez(fobj, header=np.array(header_text), **arrays)
+    # Kept as np.load gives them back (C order), read-only as they are shared; the small
+    # arrays are copies (the affine may be the mask image's own), the effects are not.
+    shared = {key: np.array(array, order="C", copy=True if key != "betas" else None)
+              for key, array in arrays.items()}
+    for array in shared.values():
+        array.flags.writeable = False
+    remembered = _model_from(json.loads(header_text), shared)
+    with _LAST_SAVED_LOCK:
+        _LAST_SAVED.clear()
+        _LAST_SAVED[file_version(path)] = remembered
     return str(path)
 
 
 def load_model(path) -> RunModel:
-    """Read a model file written by :func:`save_model`, checking its format and version."""
+    """Read a model file written by :func:`save_model`, checking its format and version.
+
+    The model this process wrote last to this very file version is returned as it was
+    written, without reading the file (its arrays are read-only).
+    """
+    try:
+        version = file_version(path)
+    except OSError:
+        version = None
+    if version is not None:
+        with _LAST_SAVED_LOCK:
+            remembered = _LAST_SAVED.get(version)
+        if remembered is not None:
+            return dataclasses.replace(remembered, meta=copy.deepcopy(remembered.meta))
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
@@ -924,6 +964,11 @@ def load_model(path) -> RunModel:
             f"{path} has model-file version {header.get('version')}; this glmflow reads "
             f"version {MODEL_VERSION}. Refit the model."
         )
+    return _model_from(header, arrays)
+
+
+def _model_from(header, arrays):
+    """A :class:`RunModel` from a model file's header and arrays."""
     return RunModel(
         betas=arrays["betas"],
         dispersion=arrays["dispersion"],
@@ -932,10 +977,19 @@ def load_model(path) -> RunModel:
         label_cov=arrays["label_cov"],
         df_residuals=float(header["df_residuals"]),
         columns=header["columns"],
-        mask=arrays["mask"].astype(bool),
+        mask=arrays["mask"].astype(bool, copy=False),
         affine=arrays.get("affine"),
-        degenerate=arrays["degenerate"].astype(bool),
+        degenerate=arrays["degenerate"].astype(bool, copy=False),
         meta=header["meta"],
         geometry=header.get("geometry", "volume"),
         geometry_info=header.get("geometry_info", {}),
     )
+
+
+def _forget_after_fork():
+    global _LAST_SAVED_LOCK
+    _LAST_SAVED_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)

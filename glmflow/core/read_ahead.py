@@ -20,22 +20,11 @@ import threading
 import numpy as np
 
 from glmflow.core.data import ReadCancelled, load_masked_run
+from glmflow.core.versions import file_version
 
 _LOCK = threading.Lock()
 #: Reads in flight or done, not yet taken: {real path of the run: _Read}.
 _READS = {}
-
-
-def file_version(path):
-    """What identifies a file's content without reading it.
-
-    The real path, size, modification and change times, inode and device. The change
-    time cannot be set back (unlike the modification time): any write moves it, so a
-    file rewritten in place with its old time stamp is a new version.
-    """
-    st = os.stat(path)
-    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-            st.st_dev)
 
 
 class _Read:

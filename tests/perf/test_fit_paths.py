@@ -118,3 +118,38 @@ def test_near_perfect_fit_residual_variance_is_exact():
     model = _fit(Y, design)
     betas, dispersion = _nilearn_fit(Y, design)
     _assert_close(model, betas, dispersion)
+
+
+def test_saved_model_is_remembered_until_the_file_changes(tmp_path):
+    """A process reads back the model it just wrote without reading the file; the model
+    equals the file's, field for field, and a rewritten file is read anew."""
+    rng = np.random.default_rng(7)
+    design = _design(rng)
+    model = _fit(_series(rng, design, 50), design)
+    path = tmp_path / "model.npz"
+    glm.save_model(model, path)
+    remembered = glm.load_model(path)
+    glm._LAST_SAVED.clear()
+    from_disk = glm.load_model(path)
+    for field in ("betas", "dispersion", "label_index", "label_cov", "mask", "degenerate",
+                  "affine"):
+        got, expected = getattr(remembered, field), getattr(from_disk, field)
+        if expected is None:
+            assert got is None
+            continue
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), field
+        assert not got.flags.writeable, field
+    for field in ("labels", "columns", "df_residuals", "meta", "geometry", "geometry_info"):
+        assert getattr(remembered, field) == getattr(from_disk, field), field
+    assert remembered.meta is not glm.load_model(path).meta  # callers may edit meta
+
+    glm.save_model(model, path)
+    other = _fit(_series(rng, design, 50), design)
+    np.savez(tmp_path / "other.npz", x=1)
+    (tmp_path / "other.npz").replace(path)  # another process replaced the file
+    with pytest.raises(glm.ModelFileError):
+        glm.load_model(path)
+    glm.save_model(other, tmp_path / "b.npz")  # only the last model is kept
+    glm.save_model(model, path)
+    assert np.array_equal(glm.load_model(path).betas, model.betas)
+    assert len(glm._LAST_SAVED) == 1
