@@ -62,6 +62,8 @@ class FitGLM(SimpleInterface):
             )
         design, options = fit_arguments(self.inputs, raw.shape[0])
         model, outputs = fit_glm(raw, design, mask_img=mask_img, **options)
+        if hasattr(raw, "close"):
+            raw.close()  # a spilled run: its file is released in the background
         del raw
         cwd = runtime.cwd
         self._results["model_file"] = save_model(model, os.path.join(cwd, "model.npz"))

@@ -10,6 +10,9 @@ and variance maps must agree to |Δ| < 1e-9 (in practice they are identical).
 
 from __future__ import annotations
 
+import os
+import time
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -138,10 +141,22 @@ def test_spilled_run_reads_back_exactly(runs, tmp_path):
     for cols in (slice(0, 37), slice(37, 74), slice(5, 200)):
         assert np.array_equal(spilled.stored(cols), expected[:, order[cols]])
         assert np.array_equal(spilled.voxels(cols), order[cols])
-    path = spilled.path
-    assert len(list(tmp_path.iterdir())) == 1
-    del spilled
-    assert not any(p.name == path for p in tmp_path.iterdir()) and not list(tmp_path.iterdir())
+    # The file has no name (nothing to leave behind, even if the process is killed) and
+    # is released when the run is dropped.
+    fd = spilled._fd
+    identity = os.fstat(fd)
+    assert identity.st_nlink == 0 and identity.st_size > 0 and not list(tmp_path.iterdir())
+    spilled.close()
+    for _ in range(200):
+        try:
+            current = os.fstat(fd)
+        except OSError:
+            break
+        if (current.st_ino, current.st_dev) != (identity.st_ino, identity.st_dev):
+            break  # the number was reused by another file: ours was closed
+        time.sleep(0.01)
+    else:
+        pytest.fail("the spilled run's file was not released")
 
 
 @pytest.mark.parametrize("kwargs", [dict(signal_scaling=(0, 1)), dict(signal_scaling=1),
