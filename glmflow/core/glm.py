@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg as spl
 
 from glmflow.core.errors import DesignError, ModelFileError, ParameterError
 from glmflow.core.versions import file_version
@@ -249,6 +248,8 @@ def _map_chunks(function, chunks, n_threads=1):
 
 
 def _ols_parts(design):
+    import scipy.linalg as spl  # here: importing this module (chunk sizes) stays light
+
     calc_beta = spl.pinv(design)
     cov = np.dot(calc_beta, calc_beta.T)
     return calc_beta, cov
@@ -667,6 +668,8 @@ class _GroupParts:
         self.design_t = np.ascontiguousarray(design.T)
         self.calc, self.cov = _ols_parts(design)
         self.calc_t = np.ascontiguousarray(self.calc.T)
+        import scipy.linalg as spl
+
         u, s, vh = spl.svd(design, full_matrices=False)
         # scipy.linalg.pinv's default cut-off (max(M, N) * eps relative), so the rank agrees.
         rank = int(np.sum(s > s.max(initial=0.0) * max(design.shape) * np.finfo(float).eps))

@@ -13,10 +13,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where tables are read or written
+    import pandas as pd
 
 from glmflow.core.errors import InputFileError, OutputError
 
@@ -136,6 +139,8 @@ def read_table(path, *, what="table") -> pd.DataFrame:
 
     ``n/a`` cells (the BIDS missing value) become NaN.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"The {what} file {path} does not exist.")
@@ -184,12 +189,16 @@ def bids_label(text: str) -> str:
 
 def save_sample_mask(indices, path):
     """Write kept-volume indices (0-based), one per line under a ``sample_mask`` header."""
+    import pandas as pd
+
     frame = pd.DataFrame({"sample_mask": np.asarray(indices, dtype=int)})
     return save_tsv(frame, path)
 
 
 def read_sample_mask(path) -> np.ndarray:
     """Read kept-volume indices written by :func:`save_sample_mask` (or a bare list)."""
+    import pandas as pd
+
     frame = read_table(path, what="sample mask")
     if frame.shape[1] != 1 or not pd.api.types.is_integer_dtype(frame.iloc[:, 0]):
         raise InputFileError(

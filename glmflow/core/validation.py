@@ -20,10 +20,12 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+if TYPE_CHECKING:  # pandas is imported where tables are read: building a workflow needs none
+    import pandas as pd
 
 from glmflow.core.errors import (
     ConfoundsError,
@@ -563,6 +565,8 @@ def check_output_dir(path, *, required_bytes: int | None = None) -> Path:
 
 def _read_table(source, *, what, error):
     """A DataFrame from a DataFrame or a TSV/CSV path; errors name the file."""
+    import pandas as pd
+
     if isinstance(source, pd.DataFrame):
         return source.copy(), None
     if isinstance(source, str | os.PathLike):
@@ -740,6 +744,9 @@ def _condition_name(value) -> str:
 
 def _numeric_column(series: pd.Series, column: str, where: str) -> pd.Series:
     """A float64 copy of an events column, or EventsError naming the bad rows."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     if is_bool_dtype(series):
         raise EventsError(f"The '{column}' column{where} holds booleans; expected numbers.")
     if not is_numeric_dtype(series):
@@ -788,6 +795,9 @@ def check_confounds(frame_or_array, *, source=None, n_scans=None) -> pd.DataFram
       regressors could not be told apart); a constant non-zero column is kept with a
       warning, as it duplicates the design's constant term.
     """
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     if isinstance(frame_or_array, np.ndarray | list | tuple):
         array = np.asarray(frame_or_array)
         if array.ndim == 1:
@@ -1312,6 +1322,9 @@ def check_design(design, *, source=None, n_scans=None) -> pd.DataFrame:
       ``n_scans - rank`` (see :func:`design_rank`), and contrasts of non-estimable
       combinations should not be interpreted.
     """
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
     where = _where(source)
     if not isinstance(design, pd.DataFrame):
         raise DesignError(

@@ -6,10 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from nipype.interfaces.base import File, InputMultiObject, SimpleInterface, TraitedSpec, traits
 
-from glmflow.core.contrasts import compute_contrast
 from glmflow.core.errors import ParameterError
-from glmflow.core.glm import load_model
-from glmflow.core.io import bids_label, save_img
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
 
 #: Output field -> (nilearn output_type, file ``stat-`` label).
@@ -56,6 +53,11 @@ class EstimateContrast(SimpleInterface):
     output_spec = _EstimateContrastOutputSpec
 
     def _run_interface(self, runtime):
+        # Imported here: building a workflow loads no pandas or scipy (see interfaces/__init__).
+        from glmflow.core.contrasts import compute_contrast
+        from glmflow.core.glm import load_model
+        from glmflow.core.io import bids_label, save_img
+
         models = [load_model(path) for path in self.inputs.model_files]
         if models[0].geometry != "volume":
             raise ParameterError(

@@ -4,10 +4,6 @@ import os
 
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 
-from glmflow.core.contrasts import check_contrast_columns
-from glmflow.core.data import check_4d, load_img
-from glmflow.core.design import load_design, make_design_matrix, save_design
-from glmflow.core.validation import check_design
 from glmflow.interfaces.base import GLMFlowInputSpec, optional
 from glmflow.interfaces.contrast import decode_contrast
 
@@ -54,6 +50,12 @@ class MakeDesignMatrix(SimpleInterface):
     output_spec = _MakeDesignMatrixOutputSpec
 
     def _run_interface(self, runtime):
+        # Imported here: building a workflow loads no pandas or scipy (see interfaces/__init__).
+        from glmflow.core.contrasts import check_contrast_columns
+        from glmflow.core.data import check_4d, load_img
+        from glmflow.core.design import load_design, make_design_matrix, save_design
+        from glmflow.core.validation import check_design
+
         out = os.path.join(runtime.cwd, "design.tsv")
         given = optional(self.inputs.design_file)
         if given is not None:

@@ -10,7 +10,6 @@ from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, traits
 from glmflow.core import read_ahead
 from glmflow.core.data import load_masked_run
 from glmflow.core.glm import chunk_size_for, fit_glm, save_model
-from glmflow.core.io import save_img
 from glmflow.interfaces.base import FitOptionsInputSpec, fit_arguments, optional
 
 
@@ -68,6 +67,8 @@ class FitGLM(SimpleInterface):
         cwd = runtime.cwd
         self._results["model_file"] = save_model(model, os.path.join(cwd, "model.npz"))
         if outputs is not None:
+            from glmflow.core.io import save_img  # pandas: only for these optional outputs
+
             self._results["residuals_file"] = save_img(
                 _to_4d(outputs.residuals, model), os.path.join(cwd, "residuals.nii.gz"))
             self._results["predicted_file"] = save_img(
