@@ -1134,20 +1134,27 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
         1 for node in _all_nodes(workflow) if type(node.interface).__name__ in FIT_INTERFACES)
     fit_threads = fit_threads_for(plugin, plugin_args, n_fits)
     plugin_args.pop("fit_threads", None)
-    if bold_files:
-        prefetch_digests(bold_files)
-        apply_node_resources(workflow, bold_files)
-    apply_fit_threads(workflow, fit_threads)
 
-    runner = _make_plugin(plugin, plugin_args)
-    started = time.time()
-    parallel = plugin != "Linear"
-    threads = contextlib.nullcontext() if not parallel else _thread_environment(1)
     # One run at a time per working directory: a second one fails at once, clearly.
     lock = WorkdirLock(workflow.base_dir).acquire() if workflow.base_dir else None
     try:
+        # First thing once the directory is ours: reading the run is the longest wait.
         if plugin == "Linear" and bold_files and workflow.base_dir:
             _start_read_ahead(workflow, bold_files)
+        if bold_files:
+            prefetch_digests(bold_files)
+            apply_node_resources(workflow, bold_files)
+        apply_fit_threads(workflow, fit_threads)
+        runner = _make_plugin(plugin, plugin_args)
+    except BaseException:  # bad plugin arguments: their own error, nothing left running
+        read_ahead.discard_all()
+        if lock is not None:
+            lock.release()
+        raise
+    started = time.time()
+    parallel = plugin != "Linear"
+    threads = contextlib.nullcontext() if not parallel else _thread_environment(1)
+    try:
         with threads:
             if runner is not None:
                 return workflow.run(plugin=runner)
