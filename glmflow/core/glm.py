@@ -654,7 +654,7 @@ class _GroupParts:
     Attributes
     ----------
     design, design_t : ``WX`` and its transpose (contiguous).
-    calc, calc_t : ``pinv(WX)`` (scipy's, as nilearn) and its transpose.
+    calc : ``pinv(WX)`` (scipy's, as nilearn).
     cov : ``pinv(WX) pinv(WX)^T``.
     basis : ``U``, an orthonormal basis of the columns of ``WX`` (its left singular
         vectors, with ``pinv``'s rank cut-off), shape ``(n_scans, rank)``.
@@ -667,7 +667,6 @@ class _GroupParts:
         self.design = design
         self.design_t = np.ascontiguousarray(design.T)
         self.calc, self.cov = _ols_parts(design)
-        self.calc_t = np.ascontiguousarray(self.calc.T)
         import scipy.linalg as spl
 
         u, s, vh = spl.svd(design, full_matrices=False)
