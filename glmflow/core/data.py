@@ -516,7 +516,8 @@ def load_masked_run(
     memory: it is written, in blocks of ``block_size`` voxels, to an uncompressed
     temporary file in that folder and returned as a :class:`SpilledRun`, which
     :func:`glmflow.core.glm.fit_glm` reads back one block at a time (peak memory: a few
-    blocks instead of the whole run; the file is deleted with the object).
+    blocks instead of the whole run; the file has no name and is released with the
+    object).
 
     ``cancel`` (a ``threading.Event``) stops a streamed read with :class:`ReadCancelled`
     once set (see :mod:`glmflow.core.read_ahead`).

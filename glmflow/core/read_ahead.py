@@ -8,7 +8,7 @@ starts that read at once in a background thread (:func:`start`); decompression a
 hashing release the GIL, so the two overlap. The fit step takes the result (:func:`take`)
 only when it asks for exactly that read: the same file version, the same mask voxels and
 the same spilling; otherwise it reads the run itself. Reads nobody took are cancelled
-and their spill files deleted (:func:`discard_all`).
+and their spill files released (:func:`discard_all`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _Read:
         return self.result
 
     def discard(self):
-        """Stop the read and delete what it wrote."""
+        """Stop the read and release what it wrote."""
         self.cancel.set()
         self.thread.join()
         close = getattr(self.result, "close", None)
@@ -116,7 +116,7 @@ def take(bold_file, mask_img, *, spill_dir=None, block_size=None):
 
 
 def discard_all():
-    """Cancel every read nobody took and delete its spill file."""
+    """Cancel every read nobody took and release its spill file."""
     with _LOCK:
         reads = list(_READS.values())
         _READS.clear()
@@ -127,7 +127,7 @@ def discard_all():
 
 def _forget_after_fork():
     # A forked worker has none of the reading threads: its copies of the reads are void
-    # (and leave the spill files to the parent, see SpilledRun).
+    # (dropping them closes only the worker's copies of the spill files' descriptors).
     global _LOCK, _READS
     _LOCK = threading.Lock()
     _READS = {}
