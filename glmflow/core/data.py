@@ -65,63 +65,64 @@ def check_4d(img, *, name):
 def _stored_volumes(filename, offset, n_vols, n_bytes):
     """Yield the stored bytes of each volume of an image file, in order (one pass).
 
-    ``.gz`` files are inflated with ISA-L (about three times faster than zlib) straight
-    into one ``bytes`` object per volume: no intermediate buffer or copy, and the inflate
-    calls release the GIL. The gzip trailer is read too, so a damaged file fails its
-    CRC check. Without ``python-isal``, or for ``.nii``, the file is read as nibabel
-    opens it.
+    ``.gz`` files are inflated with ISA-L (:class:`_GzipStream`) when ``python-isal`` is
+    installed, else read as nibabel opens them. The file is read to its end, so a damaged
+    gzip stream fails its CRC check even after the last volume.
     """
     if IgzipDecompressor is not None and str(filename).endswith(".gz"):
-        yield from _inflated_volumes(filename, offset, n_vols, n_bytes)
-        return
-    with ImageOpener(filename, "rb") as fobj:
-        if len(fobj.read(offset)) != offset:
+        stream = _GzipStream(filename)
+    else:
+        stream = ImageOpener(filename, "rb")
+    with stream:
+        if len(stream.read(offset)) != offset:
             raise InputFileError(f"{filename} is truncated: it ends inside its header.")
         for index in range(n_vols):
-            volume = fobj.read(n_bytes)
+            volume = stream.read(n_bytes)
             if len(volume) != n_bytes:
                 raise InputFileError(
                     f"{filename} is truncated: volume {index} of {n_vols} is incomplete.")
             yield volume
-
-
-def _inflated_volumes(filename, offset, n_vols, n_bytes):
-    """:func:`_stored_volumes` of a gzip file (one or several gzip members)."""
-    with open(filename, "rb", buffering=0) as compressed:
-        inflater = IgzipDecompressor(flag=DECOMP_GZIP)
-
-        def take(size):
-            """The next ``size`` inflated bytes (b"" at the end of the data)."""
-            nonlocal inflater
-            pieces = []
-            while size:
-                if inflater.eof:  # the end of a gzip member: another may follow
-                    rest = inflater.unused_data or compressed.read(INFLATE_CHUNK_BYTES)
-                    if not rest:
-                        break
-                    inflater = IgzipDecompressor(flag=DECOMP_GZIP)
-                    piece = inflater.decompress(rest, size)
-                elif inflater.needs_input:
-                    more = compressed.read(INFLATE_CHUNK_BYTES)
-                    if not more:
-                        raise EOFError("the compressed stream ends early")
-                    piece = inflater.decompress(more, size)
-                else:
-                    piece = inflater.decompress(b"", size)
-                pieces.append(piece)
-                size -= len(piece)
-            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-        if len(take(offset)) != offset:
-            raise InputFileError(f"{filename} is truncated: it ends inside its header.")
-        for index in range(n_vols):
-            volume = take(n_bytes)
-            if len(volume) != n_bytes:
-                raise InputFileError(
-                    f"{filename} is truncated: volume {index} of {n_vols} is incomplete.")
-            yield volume
-        while take(INFLATE_CHUNK_BYTES):  # to the end: the trailers' CRC checks
+        while stream.read(INFLATE_CHUNK_BYTES):  # to the end: the gzip trailers' CRC checks
             pass
+
+
+class _GzipStream:
+    """A gzip file (one or several members) read forward with ISA-L.
+
+    ``read(size)`` inflates straight into one ``bytes`` object: no intermediate buffer or
+    copy, and the inflate calls release the GIL.
+    """
+
+    def __init__(self, filename):
+        self._compressed = open(filename, "rb", buffering=0)  # closed by __exit__
+        self._inflater = IgzipDecompressor(flag=DECOMP_GZIP)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._compressed.close()
+
+    def read(self, size):
+        """The next ``size`` inflated bytes (fewer at the end of the data)."""
+        pieces = []
+        while size:
+            if self._inflater.eof:  # the end of a gzip member: another may follow
+                rest = self._inflater.unused_data or self._compressed.read(INFLATE_CHUNK_BYTES)
+                if not rest:
+                    break
+                self._inflater = IgzipDecompressor(flag=DECOMP_GZIP)
+                piece = self._inflater.decompress(rest, size)
+            elif self._inflater.needs_input:
+                more = self._compressed.read(INFLATE_CHUNK_BYTES)
+                if not more:
+                    raise EOFError("the compressed stream ends early")
+                piece = self._inflater.decompress(more, size)
+            else:
+                piece = self._inflater.decompress(b"", size)
+            pieces.append(piece)
+            size -= len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _is_streamable(img):
@@ -233,11 +234,11 @@ class SpilledRun:
     while, 0.03 s for a 2 mm MNI run) or garbage collected.
     """
 
-    def __init__(self, fd, n_scans, n_voxels, dtype, block_size, voxel_order=None):
+    def __init__(self, fd, n_scans, n_voxels, dtype, block_size, voxel_order):
         self.shape = (int(n_scans), int(n_voxels))
         self.dtype = np.dtype(dtype)
         self.block_size = int(block_size)
-        self.voxel_order = None if voxel_order is None else np.asarray(voxel_order)
+        self.voxel_order = np.asarray(voxel_order)
         self.ndim = 2
         self._fd = fd
 
@@ -276,26 +277,16 @@ class SpilledRun:
 
     def voxels(self, cols):
         """Mask-order indices of stored columns ``cols``."""
-        if self.voxel_order is None:
-            return np.arange(*cols.indices(self.shape[1])[:2])
         return self.voxel_order[cols]
 
     def __getitem__(self, key):
-        if self.voxel_order is None and isinstance(key, tuple):
-            rows, cols = key
-            if (isinstance(rows, slice) and rows == slice(None) and isinstance(cols, slice)
-                    and cols.indices(self.shape[1])[2] == 1):
-                return self.stored(cols)
         return np.ascontiguousarray(np.asarray(self)[key])
 
     def __array__(self, dtype=None, copy=None):
-        if self.voxel_order is None:
-            out = self.stored(slice(0, self.shape[1]))
-        else:
-            out = np.empty(self.shape, self.dtype)
-            for index in range(-(-self.shape[1] // self.block_size)):
-                start, stop = self._block_bounds(index)
-                out[:, self.voxel_order[start:stop]] = self._read_block(index)
+        out = np.empty(self.shape, self.dtype)
+        for index in range(-(-self.shape[1] // self.block_size)):
+            start, stop = self._block_bounds(index)
+            out[:, self.voxel_order[start:stop]] = self._read_block(index)
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __len__(self):
