@@ -1158,12 +1158,16 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
             prefetch_digests(bold_files)
             apply_node_resources(workflow, bold_files)
         apply_fit_threads(workflow, fit_threads)
-        runner = _make_plugin(plugin, plugin_args)
-    except BaseException:  # bad plugin arguments: their own error, nothing left running
+        runner = _make_plugin(plugin, plugin_args)  # bad plugin arguments: their own error
+        return _run(workflow, plugin, plugin_args, runner)
+    finally:
         read_ahead.discard_all()
         if lock is not None:
             lock.release()
-        raise
+
+
+def _run(workflow, plugin, plugin_args, runner):
+    """Run the workflow on its plugin; a failure becomes one :class:`WorkflowError`."""
     started = time.time()
     parallel = plugin != "Linear"
     threads = contextlib.nullcontext() if not parallel else _thread_environment(1)
@@ -1197,7 +1201,3 @@ def run_workflow(workflow, *, plugin="Linear", plugin_args=None, base_dir=None):
         raise WorkflowError(
             _summarise(failures, plugin, exc), failures=failures, plugin=plugin
         ) from exc
-    finally:
-        read_ahead.discard_all()
-        if lock is not None:
-            lock.release()
