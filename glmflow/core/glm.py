@@ -509,7 +509,7 @@ def fit_glm(
 
         scan_sums = _map_chunks(fit_chunk, chunks, n_threads)
         if one_pass:
-            mean = _mean_residual(scan_sums, X, calc_beta, n_voxels)
+            mean = _residual_mean_from_sums(scan_sums, X, calc_beta, n_voxels)
             rho = moments.coefficients(mean)[:, 0]
             rho[degenerate] = 0.0
             values = _ar1_bins(rho, bins)
@@ -759,11 +759,12 @@ def _residual_mean(load, X, calc_beta, chunks, n_threads=1):
     This is the first pass (it flags degenerate voxels). The chunks' sums are added in
     chunk order whatever the number of threads, so the mean does not depend on it.
     """
-    return _mean_residual(_map_chunks(load.scan_sums, chunks, n_threads), X, calc_beta,
-                          sum(len(chunk.voxels) for chunk in chunks))
+    scan_sums = _map_chunks(load.scan_sums, chunks, n_threads)
+    return _residual_mean_from_sums(scan_sums, X, calc_beta,
+                                    sum(len(chunk.voxels) for chunk in chunks))
 
 
-def _mean_residual(scan_sums, X, calc_beta, n_voxels):
+def _residual_mean_from_sums(scan_sums, X, calc_beta, n_voxels):
     """Mean of all OLS residuals from the chunks' per-scan sums of the data (in order).
 
     The residuals' sum over voxels is linear in the data, ``(I - X X^+) sum_v y_v``, so
