@@ -101,13 +101,24 @@ def save_img(img, path, *, overwrite=True):
         if _igzip is not None and str(path).endswith(".nii.gz") and isinstance(
             img, (nib.Nifti1Image, nib.Nifti2Image)
         ):
-            with open(tmp, "wb") as raw, _igzip.IGzipFile(
-                filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0
-            ) as fobj:
+            with open(tmp, "wb") as raw, gzip_writer(raw) as fobj:
                 img.to_file_map(img.make_file_map({"image": fobj}))
         else:
             nib.save(img, tmp)
     return str(path)
+
+
+def gzip_writer(raw):
+    """A gzip stream over the binary file ``raw``, as nibabel writes ``.gz`` files.
+
+    Level 1, no file name and time stamp 0 (so a rerun writes the same bytes); ISA-L's
+    compressor when ``python-isal`` is installed, else zlib's.
+    """
+    if _igzip is not None:
+        return _igzip.IGzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
+    import gzip
+
+    return gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
 
 
 def save_tsv(frame: pd.DataFrame, path, *, index=False, overwrite=True):

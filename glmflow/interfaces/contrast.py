@@ -56,7 +56,8 @@ class EstimateContrast(SimpleInterface):
         # Imported here: building a workflow loads no pandas or scipy (see interfaces/__init__).
         from glmflow.core.contrasts import compute_contrast
         from glmflow.core.glm import load_model
-        from glmflow.core.io import bids_label, save_img
+        from glmflow.core.io import bids_label
+        from glmflow.core.maps import MaskedMapWriter
 
         models = [load_model(path) for path in self.inputs.model_files]
         if models[0].geometry != "volume":
@@ -69,7 +70,7 @@ class EstimateContrast(SimpleInterface):
             models, decode_contrast(self.inputs.contrast_def), optional(self.inputs.stat_type),
             n_threads=n_threads,
         )
-        images = result.to_images(models[0].mask, models[0].affine)
+        writer = MaskedMapWriter(models[0].mask, models[0].affine)
         label = bids_label(self.inputs.contrast_name)
         paths = {
             field: os.path.join(runtime.cwd,
@@ -78,7 +79,7 @@ class EstimateContrast(SimpleInterface):
         }
         # Compressing a map releases the GIL: with threads the five are written at once.
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
-            written = {field: pool.submit(save_img, images[key], paths[field])
+            written = {field: pool.submit(writer.write, result.maps[key], paths[field])
                        for field, (key, _) in OUTPUTS.items()}
             for field, future in written.items():
                 self._results[field] = future.result()
