@@ -22,6 +22,7 @@ import numpy as np
 from nibabel.openers import ImageOpener
 from nibabel.volumeutils import apply_read_scaling
 
+from glmflow.core.buffers import mapped_zeros
 from glmflow.core.errors import ImageError, InputFileError, MaskError
 
 #: Memory for the group of volumes gathered before a spilled run's blocks are written
@@ -333,7 +334,7 @@ def _spill_masked_stream(img, mask, spill_dir, block_size, cancel=None):
             if buffer is None:
                 dtype = _float_dtype(apply_read_scaling(raw[:1], slope, inter).dtype)
                 group = max(1, int(SPILL_BUFFER_BYTES // (n_voxels * dtype.itemsize)))
-                buffer = np.empty((min(group, n_scans), n_voxels), dtype)
+                buffer = mapped_zeros((min(group, n_scans), n_voxels), dtype)  # core/buffers
             if plain and raw.dtype == dtype:
                 np.take(raw, positions, out=buffer[filled])
             else:

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from glmflow.core.buffers import mapped_zeros
 from glmflow.core.errors import DesignError, ModelFileError, ParameterError
 from glmflow.core.versions import file_version
 
@@ -454,7 +455,7 @@ def fit_glm(
     load = _ChunkLoader(prepare, degenerate)
     dof = n_scans - rank
 
-    betas = np.zeros((n_regressors, n_voxels))
+    betas = mapped_zeros((n_regressors, n_voxels))  # 47 MB at 2 mm: see core/buffers
     dispersion = np.zeros(n_voxels)
     outputs = None
     if keep_outputs:
