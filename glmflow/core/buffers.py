@@ -2,11 +2,11 @@
 
 numpy advises the kernel to back every array of 4 MiB or more with transparent huge pages
 (``madvise(MADV_HUGEPAGE)``). Where the kernel compacts memory for such pages at first
-touch (``/sys/kernel/mm/transparent_hugepage/defrag`` set to ``madvise``, the default of
-most distributions), a fresh array may wait for that compaction: on the benchmark machine
-a new 47 MB array took 0.16–0.39 s to fill in 2 of 8 processes and 0.005 s in the others,
-against 0.022–0.029 s every time on 4 KiB pages. The few large arrays a fit allocates once
-(the spill buffer, the coefficient matrix) take the steady cost instead.
+touch (``/sys/kernel/mm/transparent_hugepage/defrag`` set to ``madvise``, the kernel's
+default), a fresh array may wait for that compaction: on the benchmark machine a new 47 MB
+array took 0.16–0.39 s to fill in 2 of 8 processes and 0.005 s in the others, against
+0.022–0.029 s every time on 4 KiB pages. The few large arrays a fit allocates once (the
+spill buffer, the coefficient matrix) take the steady cost instead.
 """
 
 from __future__ import annotations
