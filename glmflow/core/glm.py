@@ -655,8 +655,7 @@ class _GroupParts:
     Attributes
     ----------
     design, design_t : ``WX`` and its transpose (contiguous).
-    calc : ``pinv(WX)`` (scipy's, as nilearn).
-    cov : ``pinv(WX) pinv(WX)^T``.
+    cov : ``pinv(WX) pinv(WX)^T``, from scipy's ``pinv`` as nilearn computes it.
     basis : ``U``, an orthonormal basis of the columns of ``WX`` (its left singular
         vectors, with ``pinv``'s rank cut-off), shape ``(n_scans, rank)``.
     from_basis : ``S^-1 V^T`` (rank x n_regressors): ``pinv(WX)^T = U S^-1 V^T``, so a
@@ -667,7 +666,7 @@ class _GroupParts:
     def __init__(self, design):
         self.design = design
         self.design_t = np.ascontiguousarray(design.T)
-        self.calc, self.cov = _ols_parts(design)
+        self.cov = _ols_parts(design)[1]
         import scipy.linalg as spl
 
         u, s, vh = spl.svd(design, full_matrices=False)
