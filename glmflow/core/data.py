@@ -320,9 +320,7 @@ def _spill_masked_stream(img, mask, spill_dir, block_size, cancel=None):
     from glmflow.core.glm import chunk_size_for
 
     slope, inter = _scale_factors(img.dataobj)
-    positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
-    voxel_order = np.argsort(positions, kind="stable")
-    positions = positions[voxel_order]
+    positions, voxel_order = file_order(mask)
     plain = slope == 1 and inter == 0
     n_scans, n_voxels = img.shape[3], positions.size
     block = int(block_size or chunk_size_for(n_scans))
@@ -348,6 +346,22 @@ def _spill_masked_stream(img, mask, spill_dir, block_size, cancel=None):
     except BaseException:
         os.close(fd)
         raise
+
+
+def file_order(mask):
+    """The in-mask voxels of a 3D ``mask`` in the order a NIfTI file stores them (Fortran).
+
+    Returns
+    -------
+    positions : ndarray of int
+        Their flat positions in a stored volume, ascending.
+    voxel_order : ndarray of int
+        ``voxel_order[j]`` is the mask-order (C-order, ``volume[mask]``) index of the
+        voxel at ``positions[j]``.
+    """
+    positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    voxel_order = np.argsort(positions, kind="stable")
+    return positions[voxel_order], voxel_order
 
 
 def _unnamed_file(folder):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from glmflow.core.data import file_order
 from glmflow.core.io import atomic_path, gzip_writer
 
 #: Elements per slab (1 MiB of float64): under numpy's huge-page threshold.
@@ -41,10 +42,8 @@ class MaskedMapWriter:
         mask = np.asarray(mask, bool)
         self.shape = mask.shape
         self.affine = np.asarray(affine, float)
-        positions = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
         #: values[self._order] are the in-mask values in file order, at self._positions.
-        self._order = np.argsort(positions, kind="stable")
-        self._positions = positions[self._order]
+        self._positions, self._order = file_order(mask)
         self._n_volume = int(np.prod(self.shape))
 
     def write(self, values, path):
